@@ -78,7 +78,7 @@ def check_backscatter(da: xr.DataArray) -> None:
 
 
 def require_same_kind(*arrays: xr.DataArray) -> None:
-    """Refuse to combine arrays of different quantity or units (sigma0 with gamma0, dB with linear)."""
+    """Refuse to mix quantities or units (sigma0 with gamma0, dB with linear) in one operation."""
     kinds = {(a.attrs.get("quantity"), a.attrs.get("units")) for a in arrays}
     if len(kinds) > 1:
         raise UnitsError(f"cannot mix {sorted(map(str, kinds))}: convert explicitly first")
