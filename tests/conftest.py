@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +44,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Iterator[Path]:
+    """The embedded default dataset, generated once per session into a private data dir.
+
+    ``SARLAB_DATA_DIR`` points there until the session ends, so notebooks run by the
+    pipeline tests (kernels inherit the environment) find it instead of generating it
+    again into the user's cache.
+    """
+    from sarlab.simulate.demo import ensure_demo_data
+
+    data_dir = tmp_path_factory.mktemp("sarlab_data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SARLAB_DATA_DIR", str(data_dir))
+        yield ensure_demo_data(data_dir, progress=False)

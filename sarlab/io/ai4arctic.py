@@ -368,7 +368,9 @@ def open_ai4arctic(
     )
     if "distance_map" in src.variables:
         keep = {k: v for k, v in src["distance_map"].attrs.items() if k in _DISTANCE_ATTRS}
-        ds["distance_map"] = (("y", "x"), _physical(src, "distance_map", not raw).data, keep)
+        # zone ids are integers: round off the float32 error of the standard scaling
+        zones = np.round(_physical(src, "distance_map", not raw))
+        ds["distance_map"] = (("y", "x"), zones.data, keep)
     opened = [src]
     for chart, da in _charts(src, path, shape, labels, chunks, opened).items():
         ds[chart] = da

@@ -15,7 +15,7 @@ import xarray as xr
 from sarlab.conventions import IMAGE_VAR, sar_attrs
 from sarlab.errors import InputError
 
-__all__ = ["SPECKLE_SAMPLE", "find_shared_data", "open_speckle_sample"]
+__all__ = ["SPECKLE_SAMPLE", "find_shared_data", "open_speckle_sample", "speckle_example"]
 
 SPECKLE_SAMPLE = Path("s1_speckle") / "shanghai_sentinel1_c64.npy"
 
@@ -78,3 +78,32 @@ def open_speckle_sample(path: str | os.PathLike[str]) -> xr.Dataset:
             "note": "real Sentinel-1 speckle, no geolocation (see shared/data/README.md)",
         },
     )
+
+
+def speckle_example(source: str = "auto", seed: int = 0, size: int = 256) -> xr.Dataset:
+    """A dual-pol VV/VH speckle example in linear units for teaching, with a ``looks`` attr.
+
+    ``source``: ``"shared"`` reads the real Sentinel-1 crop of ../shared/data (about
+    1.2 looks, uncalibrated intensity); ``"simulated"`` draws an IW flood chip from
+    :func:`sarlab.simulate.flood_chip` (sigma0, ENL 4.4 like GRDH); ``"auto"`` takes
+    the real sample when it is there, else the simulated one, so a notebook runs anywhere.
+    """
+    if source not in ("auto", "shared", "simulated"):
+        raise ValueError(f"source must be 'auto', 'shared' or 'simulated', not {source!r}")
+    shared = find_shared_data() if source != "simulated" else None
+    if shared is not None and (shared / SPECKLE_SAMPLE).is_file():
+        ds = open_speckle_sample(shared / SPECKLE_SAMPLE)
+        ds = ds.isel(y=slice(0, size), x=slice(0, size))
+        ds.attrs["looks"] = 1.2  # measured on its homogeneous areas (see shared/data/README.md)
+        return ds
+    if source == "shared":
+        raise InputError(
+            SPECKLE_SAMPLE, "the shared sample folder was not found (set SARLAB_SHARED_DATA)"
+        )
+    from sarlab.preprocess import to_linear
+    from sarlab.simulate.flood import flood_chip
+
+    chip = flood_chip(seed, size=size)
+    ds = chip[[IMAGE_VAR, "land_cover"]].assign({IMAGE_VAR: to_linear(chip[IMAGE_VAR])})
+    ds.attrs.update(chip.attrs, looks=float(chip.attrs.get("enl", 4.4)))
+    return ds

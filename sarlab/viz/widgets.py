@@ -7,12 +7,22 @@ from collections.abc import Callable, Sequence
 import holoviews as hv
 import ipywidgets as widgets
 import numpy as np
-from IPython.display import display
 
 from sarlab.preprocess import linear_to_db
 from sarlab.viz.plots import FILTERS, _filtered, image
 
 __all__ = ["filter_explorer", "live_controls"]
+
+
+def _show(output: widgets.Output, obj: object) -> None:
+    """Replace what ``output`` shows by ``obj``.
+
+    Sets the widget's outputs directly instead of ``with output: display(obj)``: the
+    context manager hangs papermill (nteract/papermill#723), so headless runs could not
+    execute a notebook holding these widgets.
+    """
+    output.outputs = ()
+    output.append_display_data(obj)
 
 
 def filter_explorer(intensity: np.ndarray, sizes: Sequence[int], looks: float) -> widgets.VBox:
@@ -34,9 +44,7 @@ def filter_explorer(intensity: np.ndarray, sizes: Sequence[int], looks: float) -
             image(linear_to_db(_filtered(intensity, name, size, looks)), name, clim=clim)
             for name in FILTERS
         ]
-        with output:
-            output.clear_output(wait=True)
-            display(hv.Layout(panels).cols(5))
+        _show(output, hv.Layout(panels).cols(5))
 
     slider.observe(redraw, names="value")
     redraw()
@@ -50,9 +58,7 @@ def live_controls(
     output = widgets.Output()
 
     def redraw(_change: object = None) -> None:
-        with output:
-            output.clear_output(wait=True)
-            display(render(**{name: control.value for name, control in controls.items()}))
+        _show(output, render(**{name: control.value for name, control in controls.items()}))
 
     for control in controls.values():
         control.observe(redraw, names="value")
