@@ -144,13 +144,13 @@ def generate_demo(
     files = [root / LAYOUT_FILE]
     for part in PARTS:
         for entry in layout[part]:
-            files += [root / entry["file"]] + ([root / entry["label"]] if entry.get("label") else [])
+            files.append(root / entry["file"])
+            if entry.get("label"):
+                files.append(root / entry["label"])
     return files
 
 
-def ensure_demo_data(
-    data_dir: str | os.PathLike[str] | None = None, progress: bool = True
-) -> Path:
+def ensure_demo_data(data_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> Path:
     """The demo dataset's folder, generated on first use (checked against SHA256SUMS after)."""
     from sarlab.io.manifest import fetch, load_manifest
 
@@ -164,7 +164,9 @@ def demo_layout(root: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise InputError(path, "missing: not a demo-arctic-sim folder (run ensure_demo_data)")
+        raise InputError(
+            path, "missing: not a demo-arctic-sim folder (run ensure_demo_data)"
+        ) from None
     except json.JSONDecodeError as error:
         raise InputError(path, f"is not valid JSON ({error})") from None
 
