@@ -18,6 +18,13 @@ What it guarantees, and how:
   rank 0 writes all files. Methods that draw their randomness from the batch's
   ``sample_seed`` (:func:`~sarlab.train_data.sample_masking`) reach the same
   weights on any number of processes (see :mod:`sarlab.train_data`).
+* Streams: a torch ``IterableDataset`` (:mod:`sarlab.io.ssl4eo`,
+  :mod:`sarlab.io.majortom`) reads its own share of shards on each rank and
+  worker; batches are ``batch_size / W`` consecutive samples of that share, and
+  each rank starts its next pass when its share runs out. A stream without a
+  known length needs ``steps``. Resume is exact but replays (reads without
+  training) the batches already seen; ``sample_seed`` comes from the samples'
+  ``index`` (:class:`~sarlab.train_data.SeededStream`).
 
 Files in ``out_dir``: ``metrics.jsonl``, ``train_state/`` and ``checkpoint/`` (the
 encoder as a sarlab checkpoint with its model card, the method's other weights
@@ -40,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from sarlab.chips import ChipDataset, ChipStore
@@ -53,6 +60,7 @@ from sarlab.train_config import TrainConfig, TrainResult
 from sarlab.train_data import (
     SAMPLE_SEED,
     SeededSamples,
+    SeededStream,
     ShardedBatchSampler,
     mix_seed,
     sample_masking,
@@ -153,6 +161,84 @@ def _loader(dataset: Dataset, config: TrainConfig, info: DistInfo, epoch: int, s
     )
 
 
+def _length(dataset: Dataset) -> int | None:
+    """``len(dataset)``, or None for a stream whose length is not known."""
+    if isinstance(dataset, IterableDataset):
+        try:
+            return len(dataset)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+    return len(dataset)  # type: ignore[arg-type]
+
+
+def _with_dataset_card(dataset: Dataset, card_extra: Mapping[str, Any] | None) -> dict:
+    """``card_extra`` over the dataset's own card fields (bands, units ...) where it has them."""
+    extra = dict(card_extra or {})
+    if not hasattr(dataset, "card_fields"):
+        return extra
+    fields = dict(dataset.card_fields())
+    fields["data"] = {**fields.get("data", {}), **extra.pop("data", {})}
+    return {**fields, **extra}
+
+
+def _stream_batches(dataset: IterableDataset, config: TrainConfig, info: DistInfo, start: int):
+    """(epoch, batch) of this rank's share of a stream, pass after pass, from batch ``start``.
+
+    The stream shards itself over ranks and workers (``set_distributed``), so ranks
+    may see different numbers of samples per pass; each rank simply starts its next
+    pass (``set_epoch``) when its share runs out, and every rank trains the same
+    number of steps. Resuming replays the batches before ``start`` without training.
+    """
+    per_rank = config.batch_size // info.world_size
+    if hasattr(dataset, "set_distributed"):
+        dataset.set_distributed(info.rank, info.world_size)
+    epoch, seen = 0, 0
+    while True:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(int(mix_seed(config.seed, epoch, info.rank, 7)))
+        loader = DataLoader(
+            SeededStream(dataset, config.seed, epoch), batch_size=per_rank, drop_last=True,
+            num_workers=config.num_workers, pin_memory=info.device.type == "cuda", generator=gen,
+        )  # fmt: skip
+        produced = 0
+        for batch in loader:
+            produced, seen = produced + 1, seen + 1
+            if seen > start:
+                yield epoch, batch
+        if produced == 0:
+            raise InputError(
+                getattr(dataset, "root", None),
+                f"rank {info.rank}: a pass over the stream gave no full batch of {per_rank}",
+            )
+        epoch += 1
+
+
+def _batches(dataset: Dataset, config: TrainConfig, info: DistInfo, start: int, spe: int | None):
+    """(epoch, batch) from step ``start`` on, for as long as the training loop asks."""
+    if isinstance(dataset, IterableDataset):
+        yield from _stream_batches(dataset, config, info, start)
+        return
+    step = start
+    while True:
+        epoch, offset = divmod(step, spe)
+        for batch in _loader(dataset, config, info, epoch, offset):
+            yield epoch, batch
+            step += 1
+
+
+def _out_of_time(deadline: float | None, step: int, log_every: int, info: DistInfo) -> bool:
+    """``max_seconds`` spent? Under DDP the ranks decide together, at log steps only."""
+    if deadline is None:
+        return False
+    if not info.distributed:
+        return time.perf_counter() >= deadline
+    if step % log_every:
+        return False
+    late = torch.tensor(float(time.perf_counter() >= deadline), device=info.device)
+    return bool(all_mean(late, info).item() > 0)
+
+
 def fit(
     method: nn.Module,
     dataset: Dataset,
@@ -193,14 +279,22 @@ def _fit(method, dataset, config, info, resume, progress, card_extra, callbacks)
         raise ValueError(
             f"batch_size {config.batch_size} is not divisible by {info.world_size} processes"
         )
-    n = len(dataset)
-    spe = n // config.batch_size
-    if spe == 0:
-        raise ValueError(
-            f"the dataset has {n} samples, fewer than one batch of {config.batch_size}"
-        )
-    total = config.total_steps(spe)
-    card = base_card(method, dataset, card_extra)
+    n = _length(dataset)
+    if n is None:  # a stream that does not know its length: one epoch is one pass
+        if config.steps is None:
+            raise ValueError(
+                f"{type(dataset).__name__} does not know its length; give steps= (epochs "
+                "need a length)"
+            )
+        spe = None
+    else:
+        spe = n // config.batch_size
+        if spe == 0:
+            raise ValueError(
+                f"the dataset has {n} samples, fewer than one batch of {config.batch_size}"
+            )
+    total = config.total_steps(spe) if spe is not None else int(config.steps)
+    card = base_card(method, dataset, _with_dataset_card(dataset, card_extra))
     check_card(card, encoder, ckpt_dir / CARD_FILE)
     live = {"ssl": card["ssl"], "dataset_size": n}
 
@@ -249,7 +343,7 @@ def _fit(method, dataset, config, info, resume, progress, card_extra, callbacks)
         disable=not (progress and info.is_main), dynamic_ncols=True,
     )  # fmt: skip
 
-    def save(step: int, lr: float) -> None:
+    def save(step: int, lr: float, epoch: int) -> None:
         rngs = gather_objects(capture_rng(), info)
         if info.is_main:
             metrics.sync()
@@ -266,7 +360,7 @@ def _fit(method, dataset, config, info, resume, progress, card_extra, callbacks)
             extra = {k: v for k, v in method.state_dict().items() if not k.startswith("encoder.")}
             save_checkpoint(ckpt_dir, encoder, full, extra_tensors=extra or None, overwrite=True)
             state = {
-                "step": step, "epoch": step // spe, "total_steps": total,
+                "step": step, "epoch": step // spe if spe else epoch, "total_steps": total,
                 "steps_per_epoch": spe, "world_size": info.world_size,
                 "config": config.to_dict(), **live, "created": utc_now(),
                 "scheduler": {"name": "warmup_cosine", "step": step, "last_lr": lr, **sched},
@@ -276,47 +370,52 @@ def _fit(method, dataset, config, info, resume, progress, card_extra, callbacks)
 
     step, lr = start, config.lr
     window.reset(time.perf_counter(), step)
+    deadline = None if config.max_seconds is None else time.perf_counter() + config.max_seconds
+    stop_reason = "completed"
+    batches = _batches(dataset, config, info, start, spe)
     try:
         while step < total:
-            epoch, offset = divmod(step, spe)
-            for batch in _loader(dataset, config, info, epoch, offset):
-                batch = to_device(batch, info.device)
-                lr = lr_at(step, total_steps=total, **sched)
-                set_lr(optimizer, lr)
-                with _autocast(info.device, config.precision):
-                    loss, logs = model(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-                optimizer.step()
-                step += 1
-                method.on_step_end(step, total)
-                window.add(loss, grad_norm, logs)
-                bar.update(1)
-                if step % config.log_every == 0 or step == total:
-                    now = time.perf_counter()
-                    ips = (step - window.step0) * config.batch_size / max(now - window.t0, 1e-9)
-                    last = {"step": step, "epoch": (step - 1) // spe, "lr": lr,
-                            **window.record(info), "images_per_s": ips}  # fmt: skip
-                    if metrics is not None:
-                        metrics.write(last)
-                    bar.set_postfix(loss=f"{last['loss']:.4g}", lr=f"{lr:.3g}")
-                    window.reset(time.perf_counter(), step)
-                    if not math.isfinite(last["loss"]):
-                        raise FloatingPointError(
-                            f"loss is {last['loss']} at step {step} (lr {lr:.3g}); lower lr or "
-                            f"check the inputs; the last good state is in {state_dir}"
-                        )
-                every = config.checkpoint_every
-                if (every and step % every == 0) or step == total:
-                    save(step, lr)
-                if callbacks:
-                    step_info = {"epoch": (step - 1) // spe, "lr": lr, "loss": float(loss.detach())}
-                    for callback in callbacks:
-                        callback(step, step_info)
-                if step >= total:
-                    break
+            epoch, batch = next(batches)
+            batch = to_device(batch, info.device)
+            lr = lr_at(step, total_steps=total, **sched)
+            set_lr(optimizer, lr)
+            with _autocast(info.device, config.precision):
+                loss, logs = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            step += 1
+            method.on_step_end(step, total)
+            window.add(loss, grad_norm, logs)
+            bar.update(1)
+            out_of_time = step < total and _out_of_time(deadline, step, config.log_every, info)
+            if step % config.log_every == 0 or step == total or out_of_time:
+                now = time.perf_counter()
+                ips = (step - window.step0) * config.batch_size / max(now - window.t0, 1e-9)
+                last = {"step": step, "epoch": epoch, "lr": lr,
+                        **window.record(info), "images_per_s": ips}  # fmt: skip
+                if metrics is not None:
+                    metrics.write(last)
+                bar.set_postfix(loss=f"{last['loss']:.4g}", lr=f"{lr:.3g}")
+                window.reset(time.perf_counter(), step)
+                if not math.isfinite(last["loss"]):
+                    raise FloatingPointError(
+                        f"loss is {last['loss']} at step {step} (lr {lr:.3g}); lower lr or "
+                        f"check the inputs; the last good state is in {state_dir}"
+                    )
+            every = config.checkpoint_every
+            if (every and step % every == 0) or step == total or out_of_time:
+                save(step, lr, epoch)
+            if callbacks:
+                step_info = {"epoch": epoch, "lr": lr, "loss": float(loss.detach())}
+                for callback in callbacks:
+                    callback(step, step_info)
+            if out_of_time:
+                stop_reason = "max_seconds"
+                break
     finally:
+        batches.close()
         bar.close()
         if metrics is not None:
             metrics.close()
@@ -325,7 +424,7 @@ def _fit(method, dataset, config, info, resume, progress, card_extra, callbacks)
         out_dir=out, checkpoint=ckpt_dir, train_state=state_dir, metrics_path=metrics_path,
         step=step, total_steps=total, steps_per_epoch=spe, world_size=info.world_size,
         resumed_from=resumed_from, final_loss=history[-1]["loss"] if history else None,
-        wall_time_s=time.perf_counter() - wall0, history=history,
+        wall_time_s=time.perf_counter() - wall0, history=history, stop_reason=stop_reason,
     )  # fmt: skip
 
 

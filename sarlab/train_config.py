@@ -35,7 +35,10 @@ class TrainConfig:
     switches clipping off (the norm is still logged). ``checkpoint_every`` None
     or 0 writes checkpoints only at the end. ``precision`` "auto" is fp32 on CPU
     and bf16 autocast on CUDA. ``device`` "auto" takes ``cuda:LOCAL_RANK`` where
-    CUDA is present, else the CPU.
+    CUDA is present, else the CPU. ``max_seconds`` (None: no limit) stops the run
+    after the first step that ends that long after the loop started, with a log line
+    and a checkpoint at that step; the schedule still spans all ``steps``, so a
+    rerun in the same ``out_dir`` resumes exactly where the time ran out.
     """
 
     steps: int | None = None
@@ -55,6 +58,7 @@ class TrainConfig:
     device: str = "auto"
     out_dir: str = "runs/pretrain"
     find_unused_parameters: bool = False
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -80,6 +84,10 @@ class TrainConfig:
             problems.append(f"betas must be in [0, 1), got {self.betas}")
         if self.grad_clip is not None and not self.grad_clip >= 0:
             problems.append(f"grad_clip must be >= 0 or None, got {self.grad_clip}")
+        if self.max_seconds is not None and not (
+            math.isfinite(self.max_seconds) and self.max_seconds > 0
+        ):
+            problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if problems:
@@ -112,7 +120,8 @@ class TrainResult:
     ``history`` holds every line of ``metrics.jsonl`` (earlier runs of a resumed
     run included) on rank 0 and is empty on the other ranks. ``resumed_from`` is
     the step the run continued from (None for a fresh start). ``final_loss`` is
-    the loss of the last log line.
+    the loss of the last log line. ``stop_reason`` is ``"completed"`` or
+    ``"max_seconds"`` (stopped at ``step`` < ``total_steps`` by the time limit).
     """
 
     out_dir: Path
@@ -121,9 +130,10 @@ class TrainResult:
     metrics_path: Path
     step: int
     total_steps: int
-    steps_per_epoch: int
+    steps_per_epoch: int | None
     world_size: int
     resumed_from: int | None
     final_loss: float | None
     wall_time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = "completed"

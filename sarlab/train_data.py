@@ -16,6 +16,10 @@ process holds it or what ran before.
   single-process run with the same global batch (up to float summation order).
   Methods that draw from the global torch RNG still resume exactly (the trainer
   restores RNG states) but differ between world sizes.
+* :class:`SeededStream` does the same for streaming (``IterableDataset``) corpora,
+  which shard themselves over ranks and workers: ``sample_seed`` comes from
+  ``(seed, epoch, sample["index"])``, so a sample's mask does not depend on which
+  process read it (which samples meet in a batch still does).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
 
 __all__ = [
     "SAMPLE_SEED",
     "SeededSamples",
+    "SeededStream",
     "ShardedBatchSampler",
     "mix_seed",
     "sample_masking",
@@ -127,6 +132,23 @@ class SeededSamples(Dataset):
                 "the trainer needs dict samples (image, incidence, ...)"
             )
         return {**sample, SAMPLE_SEED: torch.tensor(seed, dtype=torch.int64)}
+
+
+class SeededStream(IterableDataset):
+    """A stream of dict samples with a stable ``index``; adds ``sample_seed`` for ``epoch``."""
+
+    def __init__(self, dataset: IterableDataset, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, int(seed), int(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for sample in self.dataset:
+            if not isinstance(sample, Mapping) or "index" not in sample:
+                raise TypeError(
+                    f"{type(self.dataset).__name__} yielded a {type(sample).__name__} without "
+                    "'index'; the trainer needs dict samples with a stable integer index"
+                )
+            seed = int(mix_seed(self.seed, self.epoch, int(sample["index"])))
+            yield {**sample, SAMPLE_SEED: torch.tensor(seed, dtype=torch.int64)}
 
 
 def sample_rand(seeds: Tensor, *shape: int, device: torch.device | str | None = None) -> Tensor:

@@ -283,8 +283,7 @@ def test_dry_run_validates_and_prints_resolved_parameters(project):
     assert plan["steps"]["features"]["scale"] == 4.0 and plan["steps"]["quiet"] == {"fail": False}
 
 
-@pytest.mark.slow
-def test_smoke_pipeline_runs_every_notebook(tmp_path):
+def test_smoke_pipeline_runs_every_notebook(tmp_path, demo_data):
     """CI: every notebook runs end to end with smoke: true and exports offline HTML."""
     result = run_pipeline(REPO_DIR / "pipelines" / "smoke.yaml", tmp_path, progress=False)
     assert result.ok, result.record["error"]

@@ -97,7 +97,7 @@ def image(
         finite = array[np.isfinite(array)]
         clim = tuple(np.quantile(finite, [0.02, 0.98])) if finite.size else (0.0, 1.0)
     ny, nx = array.shape
-    return hv.Image(array[::-1], bounds=(0, 0, nx * step, ny * step), label=title).opts(
+    return hv.Image(array, bounds=(0, 0, nx * step, ny * step), label=title).opts(
         cmap=cmap,
         clim=clim,
         colorbar=True,

@@ -54,3 +54,11 @@ def test_image_block_averages_large_rasters_for_the_browser() -> None:
     values = view.dimension_values(2, flat=False)
     assert values.shape == (256, 128)
     assert values.mean() == pytest.approx(data.mean(), rel=1e-4)
+
+
+def test_image_shows_row_zero_at_the_top() -> None:
+    """Rasters keep their orientation: the first row (north in a north-up grid) on top."""
+    data = np.zeros((4, 6), np.float32)
+    data[0, 0] = 1.0
+    view = image(data, "orientation")
+    assert view[0.5, 3.5] == 1.0 and view[0.5, 0.5] == 0.0
