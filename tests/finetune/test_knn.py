@@ -1,0 +1,30 @@
+"""kNN probe on frozen patch features."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from sarlab.chips_read import ChipDataset
+from sarlab.conventions import IGNORE_INDEX
+from sarlab.finetune.knn import knn_probe, patch_labels
+from sarlab.finetune.metrics import binary_iou_f1
+from sarlab.models import vit_encoder
+
+
+def test_patch_labels_majority_and_sparse():
+    lab = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, 0], [255, 255, 2, 2], [255, 1, 2, 255]]])
+    out = patch_labels(lab, 2, num_classes=3)
+    assert out.tolist() == [[[1, 0], [IGNORE_INDEX, 2]]]
+
+
+def test_knn_probe_separates_water_with_random_features(water_store):
+    torch.manual_seed(0)
+    enc = vit_encoder("tiny", depth=1, embed_dim=32, num_heads=2, patch_size=4, img_size=16)
+
+    def loader(split):
+        return DataLoader(ChipDataset(water_store.path, split=split), batch_size=16)
+
+    true, pred = knn_probe(enc, loader("train"), loader("test"), num_classes=2, k=5)
+    assert true.shape == pred.shape == (16, 16, 16)
+    assert binary_iou_f1(true, pred)["iou"] > 0.6
