@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fixture_paths import REPO_DIR, SHARED_DATA, TESTS_DIR, load_maker
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_DIR = TESTS_DIR.parent
-SHARED_DATA = REPO_DIR.parent / "shared" / "data"
-
-
-def load_maker(name: str):
-    """Import tests/data/<name>/make.py as a module (it exposes ``make(out_dir)``)."""
-    path = TESTS_DIR / "data" / name / "make.py"
-    spec = importlib.util.spec_from_file_location(f"fixture_make_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+__all__ = ["REPO_DIR", "SHARED_DATA", "TESTS_DIR", "load_maker"]
 
 
 @pytest.fixture(scope="session")

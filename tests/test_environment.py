@@ -6,7 +6,7 @@ import re
 import tomllib
 
 import yaml
-from conftest import REPO_DIR
+from fixture_paths import REPO_DIR
 
 # conda-forge names that differ from the PyPI ones
 CONDA_TO_PYPI = {"pytorch": "torch", "dask": "dask[array]"}

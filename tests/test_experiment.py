@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_maker
+from fixture_paths import load_maker
 
 from sarlab import experiment
 from sarlab.chips import ChipStore

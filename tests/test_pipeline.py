@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO_DIR, TESTS_DIR
+from fixture_paths import REPO_DIR, TESTS_DIR
 
 from sarlab.errors import PipelineError
 from sarlab.params import NotebookParameter, conform, notebook_parameters, parse_overrides

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, TESTS_DIR
+from fixture_paths import REPO_DIR, TESTS_DIR
 from test_html_offline import code_classes, external_resources, iframe_documents
 
 import sarlab.run

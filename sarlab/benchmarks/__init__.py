@@ -17,7 +17,7 @@ from typing import Any
 
 from sarlab.atomic import atomic_write_json
 
-BENCHMARKS = ("chips",)
+BENCHMARKS = ("chips", "pretrain", "embed")
 
 
 def run_benchmark(name: str, out_dir: str | Path = "reports/bench", quick: bool = False) -> dict:

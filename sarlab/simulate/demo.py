@@ -10,7 +10,9 @@ when complete::
     demo.json                                  every scene: file, split, seed, repeat_of
 
 Splits are by scene: a repeat pass (the same ice a few days later, for temporal SSL
-views) stays in the split of its first pass, so no place appears in two splits.
+views) stays in the split of its first pass, so no place appears in two splits. Held-out
+scenes are stratified (:func:`stratified_splits`) by their open-water (sea ice) or water
+(flood) fraction, so validation and test span the same range of conditions as training.
 Everything is drawn from ``seed``: the same seed and sarlab version give the same bytes.
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "demo_splits",
     "ensure_demo_data",
     "generate_demo",
+    "stratified_splits",
 ]
 
 DEMO_NAME = "demo-arctic-sim"
@@ -69,28 +72,58 @@ def _child_seeds(seed: int, count: int, stream: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
 
 
-def _sea_ice_jobs(spec: DemoSpec, seed: int) -> list[dict[str, Any]]:
-    splits = [name for name, count in spec.sea_ice_splits for _ in range(count)]
-    seeds = _child_seeds(seed, len(splits) + spec.repeat_passes, stream=1)
-    jobs = [{"split": s, "seed": seeds[i]} for i, s in enumerate(splits)]
-    train = [i for i, s in enumerate(splits) if s == "train"]
-    for k, first in enumerate(train[: spec.repeat_passes]):
-        jobs.append({"split": "train", "seed": seeds[len(splits) + k], "repeat_of": first})
-    return jobs
+def _open_water_fraction(ds: Any) -> float:
+    """Share of charted sea pixels that are open water (SOD 0), land and unlabelled left out."""
+    sod = np.asarray(ds["SOD"].values)
+    charted = sod != 255
+    return float((sod[charted] == 0).mean()) if charted.any() else 0.0
+
+
+def stratified_splits(scores: list[float], counts: tuple[tuple[str, int], ...]) -> list[str]:
+    """One split per scene so that every held-out split spans the range of ``scores``.
+
+    Scenes are ranked by score (here the open-water fraction) and the held-out scenes
+    are taken at evenly spaced ranks, alternating between the held-out splits: a
+    validation scene that is all water and test scenes with none would make early
+    stopping pick weights for the wrong class mix.
+    """
+    names = [name for name, count in counts for _ in range(count)]
+    if len(names) != len(scores):
+        raise ValueError(f"{len(scores)} scenes for {len(names)} split places")
+    # each held-out split's members spread evenly over the ranks: member j of c at (j+0.5)/c
+    held = sorted(
+        ((j + 0.5) / count, name) for name, count in counts if name != "train" for j in range(count)
+    )
+    held = [name for _, name in held]
+    ranks = np.argsort(np.asarray(scores), kind="stable")
+    places = np.round(np.linspace(0, len(scores) - 1, len(held) + 2)[1:-1]).astype(int)
+    splits = ["train"] * len(scores)
+    for place, name in zip(places, held, strict=True):
+        splits[int(ranks[place])] = name
+    return splits
 
 
 def _write_sea_ice(root: Path, spec: DemoSpec, seed: int, bar: tqdm) -> list[dict[str, Any]]:
+    count = sum(n for _, n in spec.sea_ice_splits)
+    seeds = _child_seeds(seed, count + spec.repeat_passes, stream=1)
+    first_passes = [sea_ice_scene(s, size=spec.sea_ice_size) for s in seeds[:count]]
+    splits = stratified_splits(
+        [_open_water_fraction(ds) for ds in first_passes], spec.sea_ice_splits
+    )
+    jobs = [
+        (ds, {"split": split, "seed": s})
+        for ds, split, s in zip(first_passes, splits, seeds, strict=False)
+    ]
+    train = [i for i, split in enumerate(splits) if split == "train"]
+    for k, first in enumerate(train[: spec.repeat_passes]):
+        again = repeat_pass(first_passes[first], seed=seeds[count + k])
+        jobs.append((again, {"split": "train", "seed": seeds[count + k], "repeat_of": first}))
     scenes: list[dict[str, Any]] = []
-    first_passes: dict[int, Any] = {}
-    for i, job in enumerate(_sea_ice_jobs(spec, seed)):
-        if "repeat_of" in job:
-            ds = repeat_pass(first_passes[job["repeat_of"]], seed=job["seed"])
-        else:
-            ds = sea_ice_scene(job["seed"], size=spec.sea_ice_size)
-            first_passes[i] = ds
+    for ds, job in jobs:
         scene_id = str(ds.attrs["scene_id"])
         path = write_ai4arctic(ds, root / "sea_ice" / f"{scene_id}.nc")
         entry = {"scene_id": scene_id, "file": path.relative_to(root).as_posix(), **job}
+        entry["open_water_fraction"] = round(_open_water_fraction(ds), 4)
         if "repeat_of" in job:
             entry["repeat_of"] = scenes[job["repeat_of"]]["scene_id"]
         scenes.append(entry)
@@ -98,28 +131,37 @@ def _write_sea_ice(root: Path, spec: DemoSpec, seed: int, bar: tqdm) -> list[dic
     return scenes
 
 
+def _water_fraction(ds: Any) -> float:
+    water = np.asarray(ds["water"].values)
+    valid = water != 255
+    return float((water[valid] == 1).mean()) if valid.any() else 0.0
+
+
 def _write_flood(root: Path, spec: DemoSpec, seed: int, bar: tqdm) -> list[dict[str, Any]]:
-    splits = [name for name, count in spec.flood_splits for _ in range(count)]
-    chips = []
-    for split, chip_seed in zip(splits, _child_seeds(seed, len(splits), stream=2), strict=True):
-        ds = flood_chip(chip_seed, size=spec.flood_size)
+    count = sum(n for _, n in spec.flood_splits)
+    seeds = _child_seeds(seed, count, stream=2)
+    chips = [flood_chip(chip_seed, size=spec.flood_size) for chip_seed in seeds]
+    splits = stratified_splits([_water_fraction(ds) for ds in chips], spec.flood_splits)
+    entries = []
+    for ds, split, chip_seed in zip(chips, splits, seeds, strict=True):
         scene_id = str(ds.attrs["scene_id"])
         s1, label = write_sen1floods11(
             ds,
             root / "flood" / "S1Hand" / f"{scene_id}_S1Hand.tif",
             root / "flood" / "LabelHand" / f"{scene_id}_LabelHand.tif",
         )
-        chips.append(
+        entries.append(
             {
                 "scene_id": scene_id,
                 "file": s1.relative_to(root).as_posix(),
                 "label": label.relative_to(root).as_posix() if label else None,
                 "split": split,
                 "seed": chip_seed,
+                "water_fraction": round(_water_fraction(ds), 4),
             }
         )
         bar.update()
-    return chips
+    return entries
 
 
 def generate_demo(

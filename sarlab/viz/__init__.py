@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from sarlab.viz.maps import (
+    cluster_colors,
+    explorer,
+    explorer_html,
+    folium_map,
+    quicklook,
+    scatter_2d,
+)
 from sarlab.viz.plots import (
     db_histogram,
     filter_comparison,
@@ -14,13 +22,19 @@ from sarlab.viz.pretrain import chip_gallery, loss_curves, method_panels, speckl
 
 __all__ = [
     "chip_gallery",
+    "cluster_colors",
     "db_histogram",
+    "explorer",
+    "explorer_html",
     "filter_comparison",
+    "folium_map",
     "image",
     "incidence_dependence",
     "intensity_histogram",
     "loss_curves",
     "method_panels",
+    "quicklook",
+    "scatter_2d",
     "setup_notebook_plots",
     "speckle_view_pairs",
 ]

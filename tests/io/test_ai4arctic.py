@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import load_maker
+from fixture_paths import load_maker
 
 from sarlab.conventions import IGNORE_INDEX, check_backscatter
 from sarlab.errors import InputError, UnitsError

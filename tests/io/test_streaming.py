@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import load_maker
+from fixture_paths import load_maker
 from torch.utils.data import DataLoader
 from train_helpers import TinyMasked, tiny_encoder
 from zarr.storage import ZipStore

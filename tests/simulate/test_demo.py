@@ -17,6 +17,7 @@ from sarlab.simulate.demo import (
     demo_scenes,
     demo_splits,
     generate_demo,
+    stratified_splits,
 )
 
 TINY = DemoSpec(
@@ -60,6 +61,25 @@ def test_default_layout_splits_by_scene(demo_data):
     assert len(train) == len(demo_scenes(demo_data, "sea_ice", "train", repeats=False)) + len(
         repeats
     )
+
+
+def test_stratified_splits_spread_held_out_scenes_over_the_range():
+    scores = [0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.8, 0.0, 0.6]
+    splits = stratified_splits(scores, (("train", 6), ("val", 1), ("test", 2)))
+    assert splits.count("train") == 6 and splits.count("val") == 1 and splits.count("test") == 2
+    held = sorted(s for s, name in zip(scores, splits, strict=True) if name != "train")
+    assert held == [0.2, 0.5, 0.7]  # neither extreme, spread over the ranks
+    assert [splits[scores.index(v)] for v in held] == ["test", "val", "test"]
+    with pytest.raises(ValueError, match="3 scenes for 2 split places"):
+        stratified_splits([0.0, 0.5, 1.0], (("train", 1), ("test", 1)))
+
+
+def test_default_held_out_scenes_are_not_the_extremes(demo_data):
+    for part, key in (("sea_ice", "open_water_fraction"), ("flood", "water_fraction")):
+        entries = [e for e in demo_layout(demo_data)[part] if "repeat_of" not in e]
+        values = [e[key] for e in entries]
+        held = [e[key] for e in entries if e["split"] != "train"]
+        assert min(values) < min(held) and max(held) < max(values), (part, values, held)
 
 
 def test_default_files_open_with_the_real_readers(demo_data):
