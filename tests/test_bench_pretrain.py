@@ -206,3 +206,6 @@ def test_quick_run_compares_encoders_and_targets(quick):
     for t in targets.values():
         assert t["met"] is (t["value"] >= t["target"])
     assert saved["meets_target"] is all(t["met"] for t in targets.values())
+    shares = [m["cpu_share"] for m in saved["methods"].values()]
+    shares += [enc[k]["cpu_share"] for k in ("train", "inference")]
+    assert saved["timings_uncontended"] is (min(shares) >= 0.9)

@@ -52,6 +52,7 @@ __all__ = ["PretrainBenchSettings", "ReferenceViT", "benchmark", "format_table",
 METHODS = ("mae", "hog", "gradient", "speckle_views", "crosspol")
 TARGET_MAE_MFU = 0.5
 TARGET_SPEEDUP = 1.4
+UNCONTENDED = 0.9  # CPU share above which other processes barely slowed a timing
 FLOP_CONVENTION = (
     "matmul FLOPs only (mm/addmm/bmm/convolution and the two attention products, "
     "2 FLOPs per multiply-add; norms, activations, softmax and the optimiser not counted), "
@@ -349,8 +350,12 @@ def benchmark(settings: PretrainBenchSettings) -> dict[str, Any]:
         "encoder_train_speedup": _target(encoders["train"]["speedup"], TARGET_SPEEDUP),
         "encoder_inference_speedup": _target(encoders["inference"]["speedup"], TARGET_SPEEDUP),
     }
+    shares = [m["cpu_share"] for m in methods.values()]
+    shares += [encoders[k]["cpu_share"] for k in ("train", "inference")]
     return {
         "benchmark": "pretrain",
+        # CPU only: did every timed phase get >= 90 % of the CPUs it asked for?
+        "timings_uncontended": None if device.type == "cuda" else min(shares) >= UNCONTENDED,
         "settings": settings.to_dict(),
         "encoder_config": config.to_dict(),
         "precision": "bf16 autocast" if bf16 else "fp32",
@@ -372,6 +377,7 @@ def format_table(result: dict[str, Any]) -> str:
     sq, rep = peak["square"], peak["representative"]
     env = result["environment"]
     lines = [
+        f"timings uncontended: {result['timings_uncontended']}; "
         f"load average at start/end: {env['load_avg_start'][0]:.2f}/{env['load_avg_end'][0]:.2f}"
         " (cpu: share of the CPUs the process got while timed)",
         f"matmul peak: {sq['m']}^3 {sq['flops_per_s'] / 1e9:.1f} GFLOP/s, "
