@@ -165,7 +165,8 @@ class ShardStream(IterableDataset):
     def _items(self, shard: Path, shard_number: int) -> Iterator[tuple[int, str, np.ndarray]]:
         """Yield ``(item number, chip id, image)`` of one shard, image (native bands, H, W)
         float in native units with NaN nodata; item numbers are stable and < 2**32."""
-        raise NotImplementedError
+        # the base class knows no format: each reader (SSL4EOS1Stream, MajorTOMS1Stream) says how
+        raise TypeError(f"{type(self).__name__} does not say how to read a shard (define _items)")
 
     def _count(self, shard: Path) -> int | None:
         """Items of one shard per epoch, from metadata only; None when not known cheaply."""

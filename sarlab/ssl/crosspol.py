@@ -35,12 +35,11 @@ from sarlab.models.vit import ViTEncoder
 from sarlab.preprocess.normalize import BandStats
 from sarlab.ssl.base import SSLMethod, patchify_map, unpatchify_map
 from sarlab.ssl.decoder import MaskedDecoder
-from sarlab.ssl.mae import masked_mse
+from sarlab.ssl.mae import masked_mse, patch_target_stats
 
 __all__ = ["CROSS_POL", "CrossPol"]
 
 CROSS_POL = {"HH": "HV", "VV": "VH"}
-_NORM_EPS = 1e-6
 
 
 class CrossPol(SSLMethod):
@@ -138,11 +137,7 @@ class CrossPol(SSLMethod):
         tokens = self.encoder.forward_features(inp, self._incidence(batch), keep)
         pred = self.decoder(tokens, keep, grid)
         target = patchify_map(x[:, self.cross_index : self.cross_index + 1].float(), grid)
-        mean = torch.zeros_like(target[..., :1])
-        scale = torch.ones_like(mean)
-        if self.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            scale = (target.var(dim=-1, keepdim=True) + _NORM_EPS).sqrt()
+        mean, scale = patch_target_stats(target, self.norm_pix_loss)
         return {
             "x": x, "inp": inp, "grid": grid, "keep": keep, "masked": masked,
             "pred": pred, "target": target, "mean": mean, "scale": scale,

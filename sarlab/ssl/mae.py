@@ -97,6 +97,15 @@ def masked_mse(pred: Tensor, target: Tensor, masked: Tensor) -> Tensor:
     return diff.pow(2).mean()
 
 
+def patch_target_stats(target: Tensor, norm_pix_loss: bool) -> tuple[Tensor, Tensor]:
+    """Per-patch (mean, scale) that standardise ``target`` (B, N, K); (0, 1) without norm_pix."""
+    if not norm_pix_loss:
+        mean = torch.zeros_like(target[..., :1])
+        return mean, torch.ones_like(mean)
+    mean = target.mean(dim=-1, keepdim=True)
+    return mean, (target.var(dim=-1, keepdim=True) + _NORM_EPS).sqrt()
+
+
 class MAE(SSLMethod):
     """Masked autoencoder around any :class:`~sarlab.models.ViTEncoder` (see the module doc)."""
 
@@ -168,11 +177,7 @@ class MAE(SSLMethod):
         pred = self.decoder(tokens, keep, grid)
         target_map = self.target_map(x)
         target = patchify_map(target_map, grid)
-        mean = torch.zeros_like(target[..., :1])
-        scale = torch.ones_like(mean)
-        if self.norm_pix_loss:
-            mean = target.mean(dim=-1, keepdim=True)
-            scale = (target.var(dim=-1, keepdim=True) + _NORM_EPS).sqrt()
+        mean, scale = patch_target_stats(target, self.norm_pix_loss)
         return {
             "x": x, "grid": grid, "keep": keep, "masked": masked, "pred": pred,
             "target_map": target_map, "target": target, "mean": mean, "scale": scale,
