@@ -15,12 +15,12 @@ from sarlab.errors import SarlabError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports of the subcommand modules happen here)."""
-    from sarlab import benchmarks, run
+    from sarlab import benchmarks, run_cli
     from sarlab.io import manifest
 
     parser = argparse.ArgumentParser(prog="sarlab", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (manifest, run, benchmarks):
+    for module in (manifest, run_cli, benchmarks):
         module.register_cli(subparsers)
     return parser
 
@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SarlabError as error:
         print(f"sarlab {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was running has recorded itself as interrupted
+        print(f"sarlab {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

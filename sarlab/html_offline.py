@@ -38,6 +38,8 @@ import nbformat
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 
+from sarlab.viz.static import FALLBACK_KEY
+
 __all__ = ["OfflineReport", "export_html", "make_offline", "needs_math"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -80,9 +82,14 @@ class OfflineReport:
     inlined: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     online_only: list[str] = field(default_factory=list)
+    static_fallbacks: int = 0  # figures that carry a PNG for readers without JavaScript
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {key: sorted(set(values)) for key, values in vars(self).items()}
+    def to_dict(self) -> dict[str, list[str] | int]:
+        found: dict[str, list[str] | int] = {
+            key: sorted(set(v)) for key, v in vars(self).items() if isinstance(v, list)
+        }
+        found["static_fallbacks"] = self.static_fallbacks
+        return found
 
 
 @dataclass(frozen=True)
@@ -371,6 +378,28 @@ def _drop_widget_state(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _fold_static_fallbacks(nb: nbformat.NotebookNode) -> int:
+    """Marked PNG twins of interactive figures -> a ``<noscript>`` image after the figure.
+
+    Returns how many figures got one (see :mod:`sarlab.viz.static`).
+    """
+    folded = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data, meta = output.get("data", {}), output.get("metadata", {})
+            marked = (meta.get("image/png") or {}).get(FALLBACK_KEY)
+            if not (marked and "image/png" in data and "text/html" in data):
+                continue
+            png = data.pop("image/png")
+            png = "".join(png) if isinstance(png, list) else png
+            data["text/html"] = "".join(data["text/html"]) + (
+                '<noscript><img class="sarlab-static-fallback" alt="static version of the '
+                f'figure above" src="data:image/png;base64,{png.strip()}"></noscript>'
+            )
+            folded += 1
+    return folded
+
+
 def export_html(
     nb: nbformat.NotebookNode, *, title: str, source_dir: str | Path | None = None
 ) -> tuple[str, OfflineReport]:
@@ -378,7 +407,8 @@ def export_html(
 
     ``source_dir`` is where the notebook came from, so relative images in markdown are embedded.
     """
-    nb = _drop_widget_state(nb)
+    nb = _drop_widget_state(nb)  # a copy: the folding below does not touch the caller's
+    fallbacks = _fold_static_fallbacks(nb)
     exporter = HTMLExporter(
         template_name="lab",
         extra_loaders=[DictLoader({"sarlab_offline.html.j2": _TEMPLATE})],
@@ -388,7 +418,7 @@ def export_html(
         exclude_output_prompt=True,
         embed_images=True,
     )
-    report = OfflineReport(inlined=["requirejs"])
+    report = OfflineReport(inlined=["requirejs"], static_fallbacks=fallbacks)
     math = _math_head() if needs_math(nb) else ""
     if math:
         report.inlined.append("katex")

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sarlab.atomic import atomic_write_json, atomic_write_text
+from sarlab.atomic import atomic_write_json
 
 if TYPE_CHECKING:
     from sarlab.pipeline import Pipeline
@@ -35,7 +35,7 @@ __all__ = [
     "read_runs",
     "step_header_html",
     "utc_now",
-    "write_index",
+    "when",
     "write_run_record",
 ]
 
@@ -104,15 +104,18 @@ def new_run_record(
         except ValueError:
             return str(path)
 
+    text = pipeline.text or pipeline.path.read_text(encoding="utf-8")
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "run_id": run_id,
         "status": "running",
         "pipeline": {
             "name": pipeline.name,
             "description": pipeline.description,
             "file": relative(pipeline.path),
-            "sha256": hashlib.sha256(pipeline.path.read_bytes()).hexdigest(),
+            "path": str(pipeline.path),
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "text": text,  # what --rerun runs, even if the file has changed since
         },
         "overrides": dict(overrides or {}),
         "started": utc_now(),
@@ -125,9 +128,13 @@ def new_run_record(
             {
                 "name": step.name,
                 "notebook": relative(step.notebook),
+                "notebook_sha256": hashlib.sha256(step.notebook.read_bytes()).hexdigest(),
                 "parameters": step.resolved_parameters(),
                 "injected": step.parameters,
                 "timeout": step.timeout,
+                "time_limit": step.time_limit,
+                "declared_outputs": list(step.outputs),
+                "needs": list(step.needs),
                 "status": "pending",
                 "started": None,
                 "ended": None,
@@ -140,7 +147,7 @@ def new_run_record(
     }
 
 
-def _when(timestamp: Any) -> str:
+def when(timestamp: Any) -> str:
     return str(timestamp or "")[:19].replace("T", " ")
 
 
@@ -160,7 +167,7 @@ def step_header_html(run: dict[str, Any], step: dict[str, Any], status: str) -> 
         f"<b>{html.escape(run['pipeline']['name'])}</b>, "
         f"run <code>{html.escape(run['run_id'])}</code>, "
         f"status <b>{html.escape(status)}</b>, code <code>{html.escape(sha)}</code>, "
-        f"started {html.escape(_when(run['started']))} UTC. "
+        f"started {html.escape(when(run['started']))} UTC. "
         '<a href="../index.html">All reports</a>.'
         f"<details><summary>Parameters</summary><table>{rows}</table></details></div>"
     )
@@ -198,64 +205,3 @@ def read_runs(reports_dir: str | Path) -> list[dict[str, Any]]:
         record["status"] = _effective_status(record)
         runs.append(record)
     return sorted(runs, key=lambda r: (str(r.get("started", "")), r["_dir"]), reverse=True)
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; } td { vertical-align: top; }
-td, th { padding: .35em .8em; border-bottom: 1px solid #ddd; text-align: left; }
-.ok { color: #1a7f37; font-weight: 600; }
-.failed, .interrupted { color: #cf222e; font-weight: 600; }
-.running { color: #9a6700; font-weight: 600; } code { font-size: .9em; } .skipped { color: #888; }
-"""
-
-
-def _step_links(run_dir: str, steps: list[dict[str, Any]]) -> str:
-    links = []
-    for step in steps:
-        name = html.escape(str(step.get("name", "?")))
-        status = html.escape(str(step.get("status", "")))
-        report = (step.get("outputs") or {}).get("html")
-        if report:
-            href = html.escape(f"{run_dir}/{report}", quote=True)
-            links.append(f'<a href="{href}">{name}</a> <span class="{status}">{status}</span>')
-        else:
-            links.append(f'{name} <span class="{status}">{status}</span>')
-    return "<br>".join(links)
-
-
-def write_index(reports_dir: str | Path) -> Path:
-    """(Re)write ``reports_dir/index.html``: every run with status, steps and code version."""
-    reports_dir = Path(reports_dir)
-    rows = []
-    for run in read_runs(reports_dir):
-        run_dir = run["_dir"]
-        status = html.escape(str(run.get("status", "unknown")))
-        git = run.get("git") or {}
-        sha = str(git.get("sha") or "")[:10] + (" (dirty)" if git.get("dirty") else "")
-        pipeline = run.get("pipeline") or {}
-        duration = run.get("duration_s")
-        rows.append(
-            "<tr>"
-            f'<td><a href="{html.escape(run_dir, quote=True)}/{RUN_RECORD}">'
-            f"{html.escape(run_dir)}</a></td>"
-            f"<td>{html.escape(str(pipeline.get('name', '')))}</td>"
-            f'<td class="{status}">{status}</td>'
-            f"<td>{html.escape(_when(run.get('started')))}</td>"
-            f"<td>{'' if duration is None else f'{float(duration):.1f} s'}</td>"
-            f"<td><code>{html.escape(sha)}</code></td>"
-            f"<td>{_step_links(run_dir, run.get('steps') or [])}</td>"
-            "</tr>"
-        )
-    body = "\n".join(rows) or '<tr><td colspan="7">No runs yet: <code>make demo</code></td></tr>'
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>sarlab reports</title>
-<style>{_STYLE}</style></head>
-<body><h1>sarlab reports</h1>
-<table><thead><tr><th>run</th><th>pipeline</th><th>status</th><th>started (UTC)</th>
-<th>duration</th><th>git</th><th>steps</th></tr></thead>
-<tbody>
-{body}
-</tbody></table></body></html>
-"""
-    return atomic_write_text(reports_dir / "index.html", page)

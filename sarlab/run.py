@@ -1,15 +1,17 @@
 """``sarlab run PIPELINE``: execute a pipeline's notebooks with papermill and write a report folder.
 
 reports/<run_id>/ receives, per step, the executed notebook (``<step>.ipynb``) and its
-code-free offline HTML (``<step>.html``), plus ``run.json`` (see :mod:`sarlab.report`);
-reports/index.html lists every run. Each file is written atomically and run.json is
-rewritten after every step, so a crash leaves a record saying ``running``, never ``ok``.
+code-free offline HTML (``<step>.html``), the whole run as one document (``report.html``,
+see :mod:`sarlab.report_html`), the artifacts the notebooks write (checkpoints,
+embeddings, tables) and ``run.json`` (see :mod:`sarlab.report`); reports/index.html lists
+every run. Each file is written atomically and run.json is rewritten after every step, so
+a crash leaves a record saying ``running``, never ``ok``.
 
-Notebooks run in the kernel of this interpreter (the registered ``sarlab`` kernel when it
-belongs to this environment, else ``python3``), with the notebook's own folder as working
-directory, as in JupyterLab. ``SARLAB_RUN_DIR`` (absolute), ``SARLAB_RUN_ID`` and
-``SARLAB_STEP`` are set in the kernel's environment so notebooks can save artifacts
-(checkpoints, figures, tables) next to the report.
+A step whose inputs did not change since an earlier successful run in the same reports
+folder is restored from it instead of run again (:mod:`sarlab.run_cache`); ``force``
+reruns everything or the named steps. A pipeline with a ``sweep`` section expands into one
+run per point, executed in parallel (:mod:`sarlab.sweep`). ``--rerun RUN_ID`` runs a
+recorded run again from its run.json and says whether the metrics came out identical.
 
 A failing cell fails its step and the run; the remaining steps are skipped and recorded as
 such; the executed notebook, error included, is still exported to HTML. Ctrl-C records the
@@ -18,41 +20,42 @@ run as ``interrupted`` before the exception goes on.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import papermill
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from papermill.exceptions import PapermillExecutionError
 
-from sarlab.atomic import atomic_write_text
-from sarlab.errors import InputError
-from sarlab.html_offline import export_html
-from sarlab.params import parse_overrides
-from sarlab.pipeline import Pipeline, Step, load_pipeline
-from sarlab.report import new_run_record, step_header_html, utc_now, write_index, write_run_record
+from sarlab.errors import InputError, PipelineError
+from sarlab.pipeline import Pipeline, Step, load_pipeline, resolve_refs
+from sarlab.provenance import data_provenance, hardware_info, read_step_metrics, seeds_of
+from sarlab.report import new_run_record, utc_now, write_run_record
+from sarlab.report_html import REPORT_FILE, write_run_report
+from sarlab.report_index import write_index
+from sarlab.run_cache import (
+    cache_key,
+    code_version,
+    find_cached,
+    new_artifacts,
+    restore_cached,
+    snapshot,
+    step_lock,
+)
+from sarlab.run_step import execute_notebook, export_step, finished, select_kernel
 
-__all__ = ["RunResult", "StepResult", "register_cli", "run_pipeline", "select_kernel"]
+__all__ = ["RunResult", "StepResult", "run_pipeline", "select_kernel"]
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | cached | failed | skipped
     notebook: Path | None
     html: Path | None
     error: dict[str, Any] | None
@@ -62,7 +65,7 @@ class StepResult:
 class RunResult:
     run_id: str
     run_dir: Path
-    status: str  # ok | failed
+    status: str  # ok | failed | interrupted
     steps: tuple[StepResult, ...]
     record: dict[str, Any]
 
@@ -70,34 +73,9 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
-
-def select_kernel() -> tuple[str, str | None]:
-    """(kernel name, executable): ``sarlab`` if it runs this interpreter's env, else ``python3``.
-
-    jupyter_client starts ``python3`` (argv ``python``) with ``sys.executable``.
-    """
-    here = Path(os.path.abspath(sys.executable)).parent
-    try:
-        spec = KernelSpecManager().get_kernel_spec("sarlab")
-        if spec.argv and Path(os.path.abspath(spec.argv[0])).parent == here:
-            return "sarlab", spec.argv[0]
-    except NoSuchKernel:
-        pass
-    return "python3", sys.executable
-
-
-@contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    old = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    @property
+    def report(self) -> Path:
+        return self.run_dir / REPORT_FILE
 
 
 def _make_run_dir(reports_dir: Path, run_id: str | None, pipeline_name: str) -> Path:
@@ -121,113 +99,115 @@ def _make_run_dir(reports_dir: Path, run_id: str | None, pipeline_name: str) -> 
     raise InputError(reports_dir, f"cannot find a free run folder name for {base}")
 
 
-def _source_index(nb: nbformat.NotebookNode, cell_index: int) -> int:
-    """Index of an executed-notebook cell in the source notebook (papermill's own cells skipped)."""
-    inserted = sum(
-        1
-        for cell in nb.cells[:cell_index]
-        if _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", []))
-    )
-    return cell_index - inserted
-
-
-def _failing_cell(nb: nbformat.NotebookNode | None) -> dict[str, Any] | None:
-    """The cell papermill marked as raising, else the last one started (timeout, dead kernel)."""
-    if nb is None:
-        return None
-    meta = [cell.get("metadata", {}).get("papermill", {}) for cell in nb.cells]
-    raised = [i for i, m in enumerate(meta) if m.get("exception")]
-    started = [i for i, m in enumerate(meta) if m.get("start_time")]
-    if not (raised or started):
-        return None
-    index = (raised or started)[-1]
-    return {
-        "index": _source_index(nb, index),
-        "execution_count": nb.cells[index].get("execution_count"),
-        "source": nb.cells[index].source[:2000],
-    }
-
-
-def _error_record(exc: BaseException, nb: nbformat.NotebookNode | None) -> dict[str, Any]:
-    if isinstance(exc, PapermillExecutionError):
-        traceback = _ANSI.sub("", "\n".join(exc.traceback or []))
-        error = {"name": exc.ename, "message": _ANSI.sub("", str(exc.evalue))}
-    else:
-        traceback = ""
-        error = {"name": type(exc).__name__, "message": _ANSI.sub("", str(exc))}
-    error["cell"] = _failing_cell(nb)
-    error["traceback"] = "\n".join(traceback.splitlines()[-60:])
-    return error
-
-
-def _execute(
-    step: Step, run_dir: Path, kernel: str, progress: bool
-) -> tuple[nbformat.NotebookNode, dict | None]:
-    """Run one notebook into ``run_dir/<step>.ipynb``; returns (executed notebook, error)."""
-    partial = run_dir / f".{step.name}.partial.ipynb"
-    env = {"SARLAB_RUN_DIR": str(run_dir), "SARLAB_RUN_ID": run_dir.name, "SARLAB_STEP": step.name}
-    failure: Exception | None = None
-    with _environ(env):
-        try:
-            papermill.execute_notebook(
-                str(step.notebook),
-                str(partial),
-                parameters=step.parameters,
-                kernel_name=kernel,
-                cwd=str(step.notebook.parent),
-                execution_timeout=step.timeout,
-                progress_bar=progress,
-                request_save_on_cell_execute=True,
-            )
-        except Exception as exc:
-            failure = exc
-    nb = nbformat.read(partial, as_version=4) if partial.exists() else None
-    error = None if failure is None else _error_record(failure, nb)
-    if nb is not None:
-        os.replace(partial, run_dir / f"{step.name}.ipynb")
-    else:  # the kernel never started: keep the source, with the reason on top
-        nb = nbformat.read(step.notebook, as_version=4)
-        reason = f"{error['name']}: {error['message']}" if error else "unknown"
-        message = f"**This notebook did not run.** `{reason}`"
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(message))
-        atomic_write_text(run_dir / f"{step.name}.ipynb", nbformat.writes(nb))
-    return nb, error
-
-
 def _run_step(
     pipeline: Pipeline, step: Step, run_dir: Path, kernel: str, record: dict, progress: bool
 ) -> dict:
     """Execute and export one step; returns the fields to merge into its run.json entry."""
     started = time.perf_counter()
-    nb, error = _execute(step, run_dir, kernel, progress)
+    before = snapshot(run_dir)
+    nb, error = execute_notebook(
+        step.notebook, step.name, resolve_refs(step.parameters, run_dir), run_dir, kernel,
+        timeout=step.timeout, time_limit=step.time_limit, progress=progress,
+    )  # fmt: skip
+    artifacts = new_artifacts(run_dir, before, {s.name for s in pipeline.steps})
+    missing = [output for output in step.outputs if not (run_dir / output).exists()]
+    if missing and error is None:
+        error = {
+            "name": "MissingOutput",
+            "message": f"the notebook did not write its declared output(s) {missing} "
+            "in the run folder",
+        }
     status = "failed" if error else "ok"
-    outputs = {"notebook": f"{step.name}.ipynb"}
-    offline: dict[str, list[str]] = {}
-    try:
-        shown = nbformat.from_dict(nb)
-        entry = next(e for e in record["steps"] if e["name"] == step.name)
-        header = step_header_html(record, entry, status)
-        shown.cells.insert(0, nbformat.v4.new_markdown_cell(header))
-        body, report = export_html(
-            shown, title=f"{pipeline.name}: {step.name}", source_dir=step.notebook.parent
-        )
-        atomic_write_text(run_dir / f"{step.name}.html", body)
-        outputs["html"] = f"{step.name}.html"
-        offline = report.to_dict()
-    except Exception as exc:  # the run result must still be recorded
-        failure = f"{type(exc).__name__}: {exc}"
-        if error is None:
-            status, error = "failed", {"name": "HTMLExportError", "message": failure}
-        else:
-            error["html_export"] = failure
+    entry = next(e for e in record["steps"] if e["name"] == step.name)
+    html, offline, export_error = export_step(
+        nb, record, entry, status, run_dir, step.notebook.parent
+    )
+    if export_error and error is None:
+        status, error = "failed", {"name": "HTMLExportError", "message": export_error}
+    elif export_error:
+        error["html_export"] = export_error
+    outputs = {"notebook": f"{step.name}.ipynb", **({"html": html} if html else {})}
     return {
         "status": status,
-        "ended": utc_now(),
-        "duration_s": round(time.perf_counter() - started, 3),
+        **finished(started),
         "outputs": outputs,
         "offline": offline,
         "error": error,
+        "artifacts": artifacts,
+        "metrics": read_step_metrics(run_dir, step.name),
     }
+
+
+def _restore_step(step: Step, record: dict, run_dir: Path, source_dir: Path, source: dict) -> dict:
+    """A cache hit: copy the earlier run's notebook and artifacts, export with this header."""
+    started = time.perf_counter()
+    notebook = restore_cached(source_dir, source, run_dir)
+    entry = next(e for e in record["steps"] if e["name"] == step.name)
+    nb = nbformat.read(notebook, as_version=4)
+    html, offline, export_error = export_step(
+        nb, record, entry, "cached", run_dir, step.notebook.parent
+    )
+    error = {"name": "HTMLExportError", "message": export_error} if export_error else None
+    return {
+        "status": "failed" if error else "cached",
+        **finished(started),
+        "outputs": {"notebook": notebook.name, **({"html": html} if html else {})},
+        "offline": offline,
+        "error": error,
+        "artifacts": dict(source.get("artifacts") or {}),
+        "metrics": read_step_metrics(run_dir, step.name) or dict(source.get("metrics") or {}),
+        "cached_from": {"run_id": source_dir.name, "step": source["name"]},
+    }
+
+
+def _step_or_cache(
+    pipeline: Pipeline, step: Step, run_dir: Path, kernel: str, record: dict, *,
+    progress: bool, cache: bool, forced: bool,
+) -> dict:  # fmt: skip
+    """Restore the step from an earlier run when its cache key matches, else run it."""
+    entries = {e["name"]: e for e in record["steps"]}
+    upstream = {name: entries[name].get("artifacts") or {} for name in step.needs}
+    packages = record["environment"]["packages"]
+    definition = {"name": step.name, "outputs": step.outputs, "parameters": step.parameters}
+    key = cache_key(step.notebook, definition, upstream, packages, kernel)
+    entries[step.name]["cache_key"] = key
+    with step_lock(run_dir.parent, key):  # a parallel sweep run with the same step waits here
+        if cache and not forced:
+            hit = find_cached(run_dir.parent, key, exclude=run_dir.name)
+            if hit is not None:
+                return _restore_step(step, record, run_dir, *hit)
+        return _run_step(pipeline, step, run_dir, kernel, record, progress)
+
+
+def _finish_record(record: dict, run_dir: Path, started: float) -> None:
+    record["ended"] = utc_now()
+    record["duration_s"] = round(time.perf_counter() - started, 3)
+    record["data"] = data_provenance(record["steps"])  # the demo data exists only now
+    write_run_record(run_dir, record)
+    try:
+        write_run_report(run_dir, record)
+    except Exception as exc:  # a report problem must not hide the run's own result
+        record["report_error"] = f"{type(exc).__name__}: {exc}"
+        write_run_record(run_dir, record)
+    write_index(run_dir.parent)
+
+
+def _mark_interrupted(record: dict, run_dir: Path, exc: BaseException, current: dict | None):
+    record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    record["error"] = {
+        "step": current["name"] if current else None,
+        "name": type(exc).__name__,
+        "message": str(exc),
+    }
+    for entry in record["steps"]:
+        if entry["status"] == "running":
+            entry.update(status="failed", ended=utc_now(), error=dict(record["error"]))
+            partial = run_dir / f".{entry['name']}.partial.ipynb"
+            if partial.exists():  # keep what ran, under the usual name
+                os.replace(partial, run_dir / f"{entry['name']}.ipynb")
+                entry["outputs"] = {"notebook": f"{entry['name']}.ipynb"}
+        elif entry["status"] == "pending":
+            entry["status"] = "skipped"
 
 
 def run_pipeline(
@@ -237,17 +217,37 @@ def run_pipeline(
     overrides: Mapping[str, Any] | None = None,
     *,
     progress: bool = True,
+    cache: bool = True,
+    force: bool | Collection[str] = False,
+    text: str | None = None,
+    sweep: Mapping[str, Any] | None = None,
+    rerun_of: str | None = None,
 ) -> RunResult:
     """Validate the pipeline, run its steps in order, write reports/<run_id>/ and the index.
 
     A failing step does not raise: it is recorded, later steps are skipped and the result's
-    ``status`` is ``failed``. Invalid pipelines raise PipelineError before anything is written.
+    ``status`` is ``failed``. Invalid pipelines raise PipelineError before anything is
+    written. ``force``: True reruns every step, a collection of step names reruns those
+    (their dependants rerun when the artifacts they read change). ``sweep`` is the point of
+    a sweep this run belongs to (:func:`sarlab.sweep.run_sweep` passes it).
     """
-    pipeline = load_pipeline(pipeline_path, overrides)
+    pipeline = load_pipeline(pipeline_path, overrides, text=text)
+    if pipeline.sweep is not None and sweep is None:
+        raise PipelineError(
+            pipeline.path, "has a sweep section: run it with sarlab.sweep.run_sweep"
+        )
+    names = {step.name for step in pipeline.steps}
+    if not isinstance(force, bool) and set(force) - names:
+        raise PipelineError(pipeline.path, f"--force-step: no step {sorted(set(force) - names)}")
     reports_dir = Path(reports_dir).resolve()  # papermill changes the working directory
     run_dir = _make_run_dir(reports_dir, run_id, pipeline.name)
     kernel = select_kernel()
     record = new_run_record(pipeline, run_dir.name, overrides, kernel)
+    record.update(
+        hardware=hardware_info(), code_version=code_version(), seeds=seeds_of(record["steps"]),
+        data=data_provenance(record["steps"]), sweep=dict(sweep) if sweep else None,
+        rerun_of=rerun_of, metrics={},
+    )  # fmt: skip
     write_run_record(run_dir, record)
     write_index(reports_dir)
     started = time.perf_counter()
@@ -260,7 +260,13 @@ def run_pipeline(
             current = entry
             entry.update(status="running", started=utc_now())
             write_run_record(run_dir, record)
-            entry.update(_run_step(pipeline, step, run_dir, kernel[0], record, progress))
+            forced = force if isinstance(force, bool) else step.name in force
+            entry.update(
+                _step_or_cache(pipeline, step, run_dir, kernel[0], record, progress=progress,
+                               cache=cache, forced=forced)
+            )  # fmt: skip
+            if entry.get("metrics"):
+                record["metrics"][step.name] = entry["metrics"]
             if entry["status"] == "failed":
                 record["error"] = {
                     "step": step.name,
@@ -269,27 +275,10 @@ def run_pipeline(
             write_run_record(run_dir, record)
         record["status"] = "failed" if record["error"] else "ok"
     except BaseException as exc:  # Ctrl-C or a bug: never leave "running" behind
-        record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        record["error"] = {
-            "step": current["name"] if current else None,
-            "name": type(exc).__name__,
-            "message": str(exc),
-        }
-        for entry in record["steps"]:
-            if entry["status"] == "running":
-                entry.update(status="failed", ended=utc_now(), error=dict(record["error"]))
-                partial = run_dir / f".{entry['name']}.partial.ipynb"
-                if partial.exists():  # keep what ran, under the usual name
-                    os.replace(partial, run_dir / f"{entry['name']}.ipynb")
-                    entry["outputs"] = {"notebook": f"{entry['name']}.ipynb"}
-            elif entry["status"] == "pending":
-                entry["status"] = "skipped"
+        _mark_interrupted(record, run_dir, exc, current)
         raise
     finally:
-        record["ended"] = utc_now()
-        record["duration_s"] = round(time.perf_counter() - started, 3)
-        write_run_record(run_dir, record)
-        write_index(reports_dir)
+        _finish_record(record, run_dir, started)
     steps = tuple(
         StepResult(
             name=entry["name"],
@@ -303,58 +292,3 @@ def run_pipeline(
         for entry in record["steps"]
     )
     return RunResult(run_dir.name, run_dir, record["status"], steps, record)
-
-
-def _cli(args: argparse.Namespace) -> int:
-    overrides = parse_overrides(args.set or [])
-    if args.dry_run:
-        pipeline = load_pipeline(args.pipeline, overrides)
-        plan = {step.name: step.resolved_parameters() for step in pipeline.steps}
-        print(json.dumps({"pipeline": pipeline.name, "steps": plan}, indent=2, default=str))
-        return 0
-    result = run_pipeline(
-        args.pipeline, args.reports_dir, args.run_id, overrides, progress=not args.no_progress
-    )
-    for entry in result.record["steps"]:
-        offline = entry.get("offline") or {}
-        note = ""
-        if offline.get("online_only"):
-            note = " (WARNING: a figure loads BokehJS from a CDN; make it with INLINE resources)"
-        elif offline.get("removed"):
-            note = f" ({len(offline['removed'])} external resources left out of the HTML)"
-        print(f"  {entry['name']}: {entry['status']}{note}", file=sys.stderr)
-    index = result.run_dir.parent / "index.html"
-    if result.ok:
-        print(f"run {result.run_id}: ok; report: {result.run_dir} (all runs: {index})")
-        return 0
-    error = result.record["error"] or {}
-    failed = next((s for s in result.steps if s.status == "failed"), None)
-    where = failed.html if failed and failed.html else result.run_dir
-    print(
-        f"run {result.run_id} FAILED in step {error.get('step')}: {error.get('name')}: "
-        f"{error.get('message')}\nreport: {where}\nrun record: {result.run_dir / 'run.json'}",
-        file=sys.stderr,
-    )
-    return 1
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run", help="run a pipeline of notebooks, write reports/<run_id>/ (HTML, run.json)"
-    )
-    parser.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/demo.yaml")
-    parser.add_argument(
-        "--run-id", help="folder name under the reports dir (default: time-pipeline)"
-    )
-    parser.add_argument("--reports-dir", default="reports")
-    parser.add_argument(
-        "--set",
-        action="append",
-        metavar="STEP.PARAM=VALUE",
-        help="override a parameter (a YAML value); without STEP. for every step declaring it",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="validate and print the resolved parameters"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
-    parser.set_defaults(func=_cli)

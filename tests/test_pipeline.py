@@ -12,7 +12,7 @@ from fixture_paths import REPO_DIR, TESTS_DIR
 
 from sarlab.errors import PipelineError
 from sarlab.params import NotebookParameter, conform, notebook_parameters, parse_overrides
-from sarlab.pipeline import load_pipeline
+from sarlab.pipeline import load_pipeline, resolve_refs
 
 NOTEBOOKS = TESTS_DIR / "data" / "notebooks"
 
@@ -211,3 +211,75 @@ def test_repository_pipelines_validate(name):
         assert step.notebook.is_relative_to(REPO_DIR / "notebooks")
         if name == "smoke":
             assert step.parameters.get("smoke") is True, f"{step.name} does not run with smoke"
+
+
+CHAIN = """name: chain
+description: a producer and a consumer of its artifact
+steps:
+  - notebook: notebooks/producer.ipynb
+    name: produce
+    outputs: [model]
+  - notebook: notebooks/consumer.ipynb
+    name: consume
+    parameters: {model: "${produce.model}"}
+"""
+
+
+def test_artifact_references_resolve_and_imply_needs(project, tmp_path):
+    pipeline = load_pipeline(write(project, CHAIN))
+    produce, consume = pipeline.steps
+    assert produce.outputs == ("model",) and produce.needs == ()
+    assert consume.needs == ("produce",) and consume.parameters["model"] == "${produce.model}"
+    assert resolve_refs(consume.parameters, tmp_path) == {"model": str(tmp_path / "model")}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("${produce.model}", "${nobody.model}"), r"\$\{nobody.model\} names no earlier step"),
+        (("${produce.model}", "${produce.weights}"), r"declares no output 'weights'"),
+        (("outputs: [model]", "outputs: [../model]"), r"output '../model' must be a path inside"),
+        (("outputs: [model]", "outputs: model"), r"'outputs' must be a list of names"),
+        (("    name: consume\n", "    name: consume\n    needs: [later]\n"), r"needs 'later'"),
+        (("    name: consume\n", "    name: consume\n    time_limit: -1\n"), r"'time_limit' must"),
+    ],
+)
+def test_bad_references_outputs_and_needs_are_named(project, change, message):
+    path = write(project, CHAIN.replace(*change))
+    with pytest.raises(PipelineError, match=message) as raised:
+        load_pipeline(path)
+    assert str(path) in str(raised.value)
+
+
+def test_default_needs_are_every_earlier_step_and_explicit_needs_narrow_them(project):
+    text = CHAIN.replace('parameters: {model: "${produce.model}"}', "needs: []")
+    text += "  - notebook: notebooks/failing.ipynb\n    name: last\n    parameters: {fail: false}\n"
+    consume, last = load_pipeline(write(project, text)).steps[1:]
+    assert consume.needs == () and last.needs == ("produce", "consume")
+
+
+def test_sweep_expands_points_times_grid(project):
+    text = CHAIN + (
+        "sweep:\n  points: [{produce.value: 1.0}, {produce.value: 2.0}]\n"
+        "  grid: {produce.seed: [0, 1, 2]}\n  workers: 3\n"
+    )
+    sweep = load_pipeline(write(project, text)).sweep
+    assert sweep is not None and sweep.workers == 3 and len(sweep.points) == 6
+    assert sweep.points[0] == {"produce.value": 1.0, "produce.seed": 0}
+    assert sweep.points[5] == {"produce.value": 2.0, "produce.seed": 2}
+    assert sweep.varied == ["produce.value", "produce.seed"]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("sweep: {grid: {produce.seed: 3}}", "'grid' must map"),
+        ("sweep: {points: {produce.seed: 3}}", "'points' must be a list"),
+        ("sweep: {}", "give a 'grid' or 'points'"),
+        ("sweep: {grid: {produce.seed: [1]}, workers: 0}", "'workers' must be a positive"),
+        ("sweep: {grid: {produce.seed: [1]}, size: 2}", r"unknown key\(s\) \['size'\]"),
+    ],
+)
+def test_bad_sweep_sections_are_refused(project, sweep, message):
+    with pytest.raises(PipelineError, match=message):
+        load_pipeline(write(project, CHAIN + sweep + "\n"))

@@ -24,7 +24,8 @@ from test_html_offline import code_classes, external_resources, iframe_documents
 import sarlab.run
 from sarlab.errors import InputError
 from sarlab.report import read_runs
-from sarlab.run import register_cli, run_pipeline
+from sarlab.run import run_pipeline
+from sarlab.run_cli import register_cli
 
 NOTEBOOKS = TESTS_DIR / "data" / "notebooks"
 GIT = ["git", "-c", "user.name=sarlab", "-c", "user.email=t@example.invalid"]
@@ -119,6 +120,7 @@ def test_successful_run_writes_notebooks_html_and_record(ok_run, project):
         "features.ipynb",
         "quiet.html",
         "quiet.ipynb",
+        "report.html",  # the whole run in one document
         "run.json",
     ]
     umask = os.umask(0o022)
@@ -209,7 +211,9 @@ def test_failing_cell_fails_the_run_and_skips_the_rest(failed_run):
     assert "ValueError: deliberate failure" in boom["error"]["traceback"]
     assert "\x1b[" not in boom["error"]["traceback"]
     # the executed notebook is kept and its HTML shows the error and what ran before it
-    assert sorted(p.name for p in run_dir.iterdir()) == ["boom.html", "boom.ipynb", "run.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "boom.html", "boom.ipynb", "report.html", "run.json",
+    ]  # fmt: skip
     html = (run_dir / "boom.html").read_text()
     assert "deliberate failure for the runner test" in html and "before the failure" in html
     assert "after the failure" not in html
@@ -219,7 +223,9 @@ def test_failing_cell_fails_the_run_and_skips_the_rest(failed_run):
 def test_index_lists_every_run_with_status_and_links(failed_run, project):
     index = (project / "reports" / "index.html").read_text()
     assert index.index("bad-run") < index.index("ok-run")  # newest first
-    assert '<td class="failed">failed</td>' in index and '<td class="ok">ok</td>' in index
+    assert '<td class="ok">ok</td>' in index
+    assert '<td class="failed">failed<div class="error">boom: ValueError: deliberate failure' in index
+    assert 'href="ok-run/report.html"' in index  # the run's one-document report
     assert 'href="ok-run/features.html"' in index and 'href="bad-run/boom.html"' in index
     assert 'href="bad-run/after.html"' not in index  # skipped: no report to link
 
@@ -257,7 +263,8 @@ def test_a_crash_never_leaves_a_record_claiming_success(project, monkeypatch):
     assert [s["status"] for s in record["steps"]] == ["failed", "skipped"]
     assert record["error"]["name"] == "KeyboardInterrupt"
     assert "interrupted" in (project / "reports" / "index.html").read_text()
-    assert not [p for p in (project / "reports").iterdir() if p.name.startswith(".")]
+    leftovers = [p for p in (project / "reports").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in leftovers] in ([], [".locks"])  # lock files only, no partials
 
 
 def test_index_marks_abandoned_running_records_interrupted(project):

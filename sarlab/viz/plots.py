@@ -17,6 +17,7 @@ import xarray as xr
 from scipy import special, stats
 
 from sarlab.preprocess import boxcar, estimate_enl, gamma_map, lee, linear_to_db, refined_lee
+from sarlab.viz.static import enable_static_fallbacks
 
 __all__ = [
     "db_histogram",
@@ -31,8 +32,13 @@ FILTERS = ("boxcar", "lee", "refined_lee", "gamma_map")
 
 
 def setup_notebook_plots() -> None:
-    """Load the bokeh backend with inline JavaScript so exported HTML renders offline."""
+    """Load the bokeh backend with inline JavaScript so exported HTML renders offline.
+
+    Under ``sarlab run`` every figure also gets a static PNG twin for the report
+    (:func:`sarlab.viz.static.enable_static_fallbacks`).
+    """
     hv.extension("bokeh", inline=True, logo=False)
+    enable_static_fallbacks()
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
