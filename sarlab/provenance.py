@@ -143,9 +143,13 @@ def record_metrics(metrics: Mapping[str, Any], run_dir: str | Path | None = None
     Call it with a few headline numbers (``{"SOD_f1_ssl": 41.2}``); calls add up (later
     values win). Outside ``sarlab run`` the file goes to the interactive run folder.
     """
-    from sarlab.experiment import run_dir as default_run_dir
+    if run_dir is None and os.environ.get("SARLAB_RUN_DIR"):
+        run_dir = os.environ["SARLAB_RUN_DIR"]
+    if run_dir is None:  # interactive: the kernel's run folder (imports torch, hence late)
+        from sarlab.experiment import run_dir as default_run_dir
 
-    folder = Path(run_dir) if run_dir is not None else default_run_dir()
+        run_dir = default_run_dir()
+    folder = Path(run_dir)
     step = os.environ.get("SARLAB_STEP", "interactive")
     path = folder / METRICS_DIR / f"{step}.json"
     current = read_step_metrics(folder, step)

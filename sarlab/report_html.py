@@ -10,6 +10,7 @@ per-step offline HTML exports (:func:`sarlab.html_offline.export_html`) joined u
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -23,6 +24,9 @@ __all__ = ["REPORT_FILE", "header_card", "model_summary", "write_run_report"]
 
 REPORT_FILE = "report.html"
 _BODY = re.compile(r"<body\b[^>]*>\s*<main>", re.IGNORECASE)
+_SCRIPT = re.compile(r"(<script\b[^>]*>)(.*?)(</script>)", re.IGNORECASE | re.DOTALL)
+_ELEMENT_ID = re.compile(r"getElementById\('[^']*'\)")
+_LIBRARY_SIZE = 100_000  # scripts this large are libraries (BokehJS + Panel: ~3 MB each)
 _TITLE = re.compile(r"<title>.*?</title>", re.IGNORECASE | re.DOTALL)
 
 _CARD_STYLE = """
@@ -232,10 +236,30 @@ def _split(document: str) -> tuple[str, str]:
     return document[: match.end()], document[match.end() : end]
 
 
+def _drop_repeated_libraries(cells: str, seen: set[str]) -> str:
+    """Each notebook loads BokehJS inline; one page needs it once (saves ~3 MB per section).
+
+    A large script equal to one already on the page (but for the id of the output element
+    it writes into) is left out; the figures only need the library on ``window``.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(2)
+        if len(code) < _LIBRARY_SIZE:
+            return match.group(0)
+        digest = hashlib.sha256(_ELEMENT_ID.sub("", code).encode()).hexdigest()
+        if digest in seen:
+            return "<!-- sarlab: library already loaded above -->"
+        seen.add(digest)
+        return match.group(0)
+
+    return _SCRIPT.sub(replace, cells)
+
+
 def write_run_report(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
     """(Re)write ``run_dir/report.html`` from run.json and the steps' HTML exports."""
     run_dir = Path(run_dir)
-    heads, sections = [], []
+    heads, sections, libraries = [], [], set()
     for step in record.get("steps") or []:
         name = str(step["name"])
         title = f'<h2 class="sarlab-step-title" id="step-{_esc(name)}">{_esc(name)}</h2>'
@@ -247,6 +271,7 @@ def write_run_report(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
             sections.append(f"{title}<p>This step has {note}.</p>")
             continue
         head, cells = _split((run_dir / report).read_text(encoding="utf-8"))
+        cells = _drop_repeated_libraries(cells, libraries)
         heads.append(head)
         sections.append(f"<section>{title}{cells}</section>")
     if heads:  # the exports share one template; keep the one that loads KaTeX if any needs it

@@ -163,8 +163,12 @@ def _restore_step(step: Step, record: dict, run_dir: Path, source_dir: Path, sou
 def _step_or_cache(
     pipeline: Pipeline, step: Step, run_dir: Path, kernel: str, record: dict, *,
     progress: bool, cache: bool, forced: bool,
-) -> dict:  # fmt: skip
-    """Restore the step from an earlier run when its cache key matches, else run it."""
+) -> None:  # fmt: skip
+    """Restore the step from an earlier run when its cache key matches, else run it.
+
+    The entry is updated and run.json written before the lock is released, so a parallel
+    run waiting for the same key finds this one's result.
+    """
     entries = {e["name"]: e for e in record["steps"]}
     upstream = {name: entries[name].get("artifacts") or {} for name in step.needs}
     packages = record["environment"]["packages"]
@@ -172,11 +176,13 @@ def _step_or_cache(
     key = cache_key(step.notebook, definition, upstream, packages, kernel)
     entries[step.name]["cache_key"] = key
     with step_lock(run_dir.parent, key):  # a parallel sweep run with the same step waits here
-        if cache and not forced:
-            hit = find_cached(run_dir.parent, key, exclude=run_dir.name)
-            if hit is not None:
-                return _restore_step(step, record, run_dir, *hit)
-        return _run_step(pipeline, step, run_dir, kernel, record, progress)
+        hit = find_cached(run_dir.parent, key, run_dir.name) if cache and not forced else None
+        if hit is not None:
+            result = _restore_step(step, record, run_dir, *hit)
+        else:
+            result = _run_step(pipeline, step, run_dir, kernel, record, progress)
+        entries[step.name].update(result)
+        write_run_record(run_dir, record)
 
 
 def _finish_record(record: dict, run_dir: Path, started: float) -> None:
@@ -261,10 +267,8 @@ def run_pipeline(
             entry.update(status="running", started=utc_now())
             write_run_record(run_dir, record)
             forced = force if isinstance(force, bool) else step.name in force
-            entry.update(
-                _step_or_cache(pipeline, step, run_dir, kernel[0], record, progress=progress,
-                               cache=cache, forced=forced)
-            )  # fmt: skip
+            _step_or_cache(pipeline, step, run_dir, kernel[0], record, progress=progress,
+                           cache=cache, forced=forced)  # fmt: skip
             if entry.get("metrics"):
                 record["metrics"][step.name] = entry["metrics"]
             if entry["status"] == "failed":

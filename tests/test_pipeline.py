@@ -203,7 +203,7 @@ def test_conform_without_hint_uses_the_default_type():
     assert conform("free", NotebookParameter("p", None, "None", default=None)) == "free"
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "sweep-finetune"])
 def test_repository_pipelines_validate(name):
     pipeline = load_pipeline(REPO_DIR / "pipelines" / f"{name}.yaml")
     assert pipeline.name == name and pipeline.steps

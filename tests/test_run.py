@@ -25,7 +25,7 @@ import sarlab.run
 from sarlab.errors import InputError
 from sarlab.report import read_runs
 from sarlab.run import run_pipeline
-from sarlab.run_cli import register_cli
+from sarlab.run_cli import register_cli, rerun
 
 NOTEBOOKS = TESTS_DIR / "data" / "notebooks"
 GIT = ["git", "-c", "user.name=sarlab", "-c", "user.email=t@example.invalid"]
@@ -224,7 +224,8 @@ def test_index_lists_every_run_with_status_and_links(failed_run, project):
     index = (project / "reports" / "index.html").read_text()
     assert index.index("bad-run") < index.index("ok-run")  # newest first
     assert '<td class="ok">ok</td>' in index
-    assert '<td class="failed">failed<div class="error">boom: ValueError: deliberate failure' in index
+    failed = '<td class="failed">failed<div class="error">boom: ValueError: deliberate failure'
+    assert failed in index
     assert 'href="ok-run/report.html"' in index  # the run's one-document report
     assert 'href="ok-run/features.html"' in index and 'href="bad-run/boom.html"' in index
     assert 'href="bad-run/after.html"' not in index  # skipped: no report to link
@@ -291,9 +292,36 @@ def test_dry_run_validates_and_prints_resolved_parameters(project):
 
 
 def test_smoke_pipeline_runs_every_notebook(tmp_path, demo_data):
-    """CI: every notebook runs end to end with smoke: true and exports offline HTML."""
+    """CI: every notebook runs end to end with smoke: true and exports offline HTML.
+
+    Then the same pipeline again: every step is restored from the cache; and a forced
+    rerun from run.json reproduces every recorded metric exactly.
+    """
     result = run_pipeline(REPO_DIR / "pipelines" / "smoke.yaml", tmp_path, progress=False)
     assert result.ok, result.record["error"]
     for step in result.steps:
         html = step.html.read_text()
         assert external_resources(html) == [] and code_classes(html) == set()
+        offline = next(s for s in result.record["steps"] if s["name"] == step.name)["offline"]
+        assert offline["online_only"] == [], (step.name, offline)  # no BokehJS from a CDN
+    report = result.report.read_text()
+    assert external_resources(report) == [] and code_classes(report) == set()
+    assert "cdn.bokeh.org" not in report and "cdn.holoviz.org" not in report
+    for step in result.steps:
+        assert f'id="step-{step.name}"' in report
+    assert 'id="sarlab-header-card"' in report and "demo-arctic-sim" in report
+    assert result.record["metrics"]["01_pretrain"]["steps"] == 4  # smoke: 4 updates
+    fallbacks = {s["name"]: s["offline"]["static_fallbacks"] for s in result.record["steps"]}
+    assert all(count > 0 for count in fallbacks.values()), fallbacks
+    assert report.count('class="sarlab-static-fallback"') == sum(fallbacks.values())
+    checkpoint = result.run_dir / "checkpoint"
+    assert result.record["steps"][2]["parameters"]["checkpoint"] == "${01_pretrain.checkpoint}"
+    assert (checkpoint / "model_card.json").is_file()
+
+    cached = run_pipeline(REPO_DIR / "pipelines" / "smoke.yaml", tmp_path, progress=False)
+    assert cached.ok and {s.status for s in cached.steps} == {"cached"}
+    assert cached.record["metrics"] == result.record["metrics"]
+
+    again = rerun(tmp_path, result.run_id, progress=False)
+    assert again.ok and {s.status for s in again.steps} == {"ok"}
+    assert again.record["rerun_check"]["identical"], again.record["rerun_check"]

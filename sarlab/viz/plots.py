@@ -38,7 +38,32 @@ def setup_notebook_plots() -> None:
     (:func:`sarlab.viz.static.enable_static_fallbacks`).
     """
     hv.extension("bokeh", inline=True, logo=False)
+    _keep_extensions_offline()
     enable_static_fallbacks()
+
+
+def _keep_extensions_offline() -> None:
+    """Later extension loads must not switch the page to BokehJS from a CDN.
+
+    ``import hvplot.pandas`` (hvplot re-imports itself in every cell) calls the extension
+    again with CDN resources, which breaks an offline report. Make inline the default and
+    let hvplot skip the reload when the extension is already loaded.
+    """
+    from holoviews.ipython import notebook_extension
+
+    notebook_extension.inline = True
+    try:
+        import hvplot
+    except ImportError:
+        return
+    if not getattr(hvplot.post_patch, "sarlab_offline", False):
+        original = hvplot.post_patch
+
+        def post_patch(extension="bokeh", logo=False, check_loaded=False):
+            return original(extension, logo, check_loaded=True)
+
+        post_patch.sarlab_offline = True  # type: ignore[attr-defined]
+        hvplot.post_patch = post_patch
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
