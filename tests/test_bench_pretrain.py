@@ -200,6 +200,11 @@ def test_quick_run_compares_encoders_and_targets(quick):
         assert e["speedup_ceiling"] == pytest.approx(1 / e["mfu_ref"])
         assert 0 < e["cpu_share"] <= 1.5  # CPU time can exceed wall x threads a little
     assert enc["train"]["flops"] == 3 * enc["inference"]["flops"]
+    stock = enc["train"]  # the stock layer (dropout 0.1) is timed in training only
+    assert stock["speedup_vs_stock_dropout"] == pytest.approx(
+        stock["stock_dropout_step_s"] / stock["ours_step_s"]
+    )
+    assert "speedup_vs_stock_dropout" not in enc["inference"]
     targets = saved["targets"]
     assert targets["mae_mfu"]["value"] == saved["methods"]["mae"]["mfu"]
     assert targets["encoder_train_speedup"]["value"] == enc["train"]["speedup"]
@@ -209,3 +214,13 @@ def test_quick_run_compares_encoders_and_targets(quick):
     shares = [m["cpu_share"] for m in saved["methods"].values()]
     shares += [enc[k]["cpu_share"] for k in ("train", "inference")]
     assert saved["timings_uncontended"] is (min(shares) >= 0.9)
+
+
+def test_stock_reference_is_the_same_model_with_dropout_in_training():
+    enc = _encoder()
+    stock = ReferenceViT(enc.config, dropout=0.1).load_from(enc)
+    assert stock.encoder.layers[0].dropout1.p == 0.1  # the layer's own default
+    x = _images()
+    torch.testing.assert_close(stock.eval()(x), enc.eval()(x), atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    assert not torch.allclose(stock.train()(x), enc(x), atol=1e-3)  # dropout is active

@@ -19,7 +19,11 @@ against the same ViT built from ``torch.nn.TransformerEncoderLayer``.
   load hits both alike; ``speedup`` is the reference's median time over ours, and
   ``speedup_ceiling`` (1 / the reference's MFU) what it would be if our encoder ran
   every model FLOP at the measured matmul peak: both run the same GEMMs, so no
-  implementation of the same model can pass that ceiling on this machine.
+  implementation of the same model can pass that ceiling on this machine. For
+  training, the stock layer with its default ``dropout=0.1`` (what
+  ``nn.TransformerEncoderLayer(d, heads)`` gives unless dropout is switched off) is
+  timed too: ``speedup_vs_stock_dropout``. It is context, not the target's reference:
+  dropout changes the computation.
 
 Numbers are reported and compared with targets, never asserted by tests.
 """
@@ -222,6 +226,7 @@ def _compare_encoders(settings, device, autocast) -> dict[str, Any]:
     """Our encoder vs :class:`ReferenceViT` with the same weights on the same images."""
     ours = _encoder(settings, device).train()
     ref = ReferenceViT(ours.config).to(device).load_from(ours).train()
+    stock = ReferenceViT(ours.config, dropout=0.1).to(device).load_from(ours).train()
     x = _images(settings, device)
     with torch.no_grad():
         diff = (ours(x) - ref(x)).abs().max().item()
@@ -256,13 +261,14 @@ def _compare_encoders(settings, device, autocast) -> dict[str, Any]:
         ("train", train_step, 3 * fwd_ours.total),
         ("inference", infer_step, fwd_ours.total),
     ):
-        for model in (ours, ref):
+        models = {"ours": ours, "ref": ref, **({"stock": stock} if mode == "train" else {})}
+        for model in models.values():
             model.train(mode == "train")
-        times: dict[str, list[float]] = {"ours": [], "ref": []}
-        cpu: dict[str, list[float]] = {"ours": [], "ref": []}
+        times: dict[str, list[float]] = {key: [] for key in models}
+        cpu: dict[str, list[float]] = {key: [] for key in models}
         for r in range(settings.rounds):  # interleaved: load drift hits both alike
             warmup = settings.warmup_steps if r == 0 else 1
-            for key, model in (("ours", ours), ("ref", ref)):
+            for key, model in models.items():
                 wall, used = time_steps(make(model), warmup, settings.timed_steps, device)
                 times[key] += wall
                 cpu[key] += used
@@ -279,6 +285,13 @@ def _compare_encoders(settings, device, autocast) -> dict[str, Any]:
             "cpu_share": cpu_share(times["ours"] + times["ref"], cpu["ours"] + cpu["ref"]),
             "flops": flops,
         }
+        if "stock" in times:
+            t_stock = median(times["stock"])
+            result[mode].update(
+                stock_dropout_images_per_s=settings.batch_size / t_stock,
+                stock_dropout_step_s=t_stock,
+                speedup_vs_stock_dropout=t_stock / t_ours,
+            )
     return result
 
 
@@ -401,6 +414,11 @@ def format_table(result: dict[str, Any]) -> str:
             f"x{e['speedup_best_steps']:.2f}, ceiling x{e['speedup_ceiling']:.2f}, "
             f"cpu {e['cpu_share']:.0%})"
         )
+        if "speedup_vs_stock_dropout" in e:
+            lines.append(
+                f"  vs the stock layer (dropout 0.1, its default): "
+                f"{e['stock_dropout_images_per_s']:.1f} img/s, x{e['speedup_vs_stock_dropout']:.2f}"
+            )
     for name, t in result["targets"].items():
         value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
         lines.append(f"target {name}: {value} >= {t['target']}: {t['met']}")

@@ -25,7 +25,8 @@ class ReferenceViT(nn.Module):
     so :meth:`load_from` copies weights one to one.
     """
 
-    def __init__(self, config: ViTConfig) -> None:
+    def __init__(self, config: ViTConfig, dropout: float = 0.0) -> None:
+        """``dropout=0.1`` is ``nn.TransformerEncoderLayer``'s own default (the stock layer)."""
         super().__init__()
         if not config.qkv_bias or config.incidence_conditioning or config.drop_path_rate:
             raise ValueError(
@@ -37,7 +38,7 @@ class ReferenceViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.num_patches, d))
         self.patch_embed = nn.Conv2d(config.in_chans, d, config.patch_size, config.patch_size)
         layer = nn.TransformerEncoderLayer(
-            d, config.num_heads, int(d * config.mlp_ratio), dropout=0.0, activation="gelu",
+            d, config.num_heads, int(d * config.mlp_ratio), dropout=dropout, activation="gelu",
             layer_norm_eps=config.norm_eps, batch_first=True, norm_first=True,
         )  # fmt: skip
         self.encoder = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
