@@ -172,7 +172,11 @@ def _step_or_cache(
     entries = {e["name"]: e for e in record["steps"]}
     upstream = {name: entries[name].get("artifacts") or {} for name in step.needs}
     packages = record["environment"]["packages"]
-    definition = {"name": step.name, "outputs": step.outputs, "parameters": step.parameters}
+    manifests = {d["name"]: d["manifest_sha256"] for d in data_provenance([entries[step.name]])}
+    definition = {
+        "name": step.name, "outputs": step.outputs, "parameters": step.parameters,
+        "manifests": manifests,  # a data manifest edited (new seed, new files) reruns the step
+    }  # fmt: skip
     key = cache_key(step.notebook, definition, upstream, packages, kernel)
     entries[step.name]["cache_key"] = key
     with step_lock(run_dir.parent, key):  # a parallel sweep run with the same step waits here

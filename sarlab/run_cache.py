@@ -2,12 +2,13 @@
 
 A step's inputs are its notebook (bytes), the parameters it runs with, the artifacts of the
 steps it needs (by content hash, not path), the code (a hash of the sarlab package source,
-so uncommitted edits count) with the package versions, and the data environment
-(``SARLAB_DATA_DIR``, ``SARLAB_MANIFEST_DIR``). Their hash is the step's ``cache_key`` in
-run.json. A step that ended ``ok`` in an earlier run of the same reports folder, with the
-same key and artifacts still intact there (sha256 checked), is restored from that run:
-its executed notebook and artifacts are copied into the new run folder and its HTML is
-exported again with the new run's header.
+so uncommitted edits count) with the package versions, the data manifests its parameters
+name (by checksum) and the data environment (``SARLAB_DATA_DIR``, ``SARLAB_MANIFEST_DIR``).
+Data files changed in place under the same manifest are not noticed: ``--force`` then.
+The hash of all this is the step's ``cache_key`` in run.json. A step that ended ``ok`` in
+an earlier run of the same reports folder, with the same key and artifacts still intact
+there (sha256 checked), is restored from that run: its executed notebook and artifacts are
+copied into the new run folder and its HTML is exported again with the new run's header.
 
 A step's artifacts are the files it created or changed in the run folder, found by
 comparing the folder before and after the step. Parallel runs of a sweep that reach the

@@ -328,3 +328,13 @@ def test_smoke_pipeline_runs_every_notebook(tmp_path, demo_data):
     again = rerun(tmp_path, result.run_id, progress=False)
     assert again.ok and {s.status for s in again.steps} == {"ok"}
     assert again.record["rerun_check"]["identical"], again.record["rerun_check"]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_reruns_with_identical_metrics(tmp_path, demo_data):
+    """`make demo` twice (the second a forced rerun from run.json): the same metrics, exactly."""
+    result = run_pipeline(REPO_DIR / "pipelines" / "demo.yaml", tmp_path, progress=False)
+    assert result.ok, result.record["error"]
+    assert {"01_pretrain", "02_explore_embeddings", "03_finetune"} <= set(result.record["metrics"])
+    again = rerun(tmp_path, result.run_id, progress=False)
+    assert again.ok and again.record["rerun_check"]["identical"], again.record["rerun_check"]
