@@ -15,12 +15,12 @@ from sarlab.errors import SarlabError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports of the subcommand modules happen here)."""
-    from sarlab import benchmarks, run_cli
+    from sarlab import benchmarks, embed_cli, run_cli
     from sarlab.io import manifest
 
     parser = argparse.ArgumentParser(prog="sarlab", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (manifest, run_cli, benchmarks):
+    for module in (manifest, run_cli, embed_cli, benchmarks):
         module.register_cli(subparsers)
     return parser
 

@@ -17,22 +17,19 @@ bit-identical vectors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
 from sarlab.chips import ChipDataset, ChipStore
-from sarlab.chips_scene import open_scene
-from sarlab.conventions import IGNORE_INDEX, IMAGE_VAR, INCIDENCE_VAR
+from sarlab.conventions import IGNORE_INDEX
+from sarlab.embed_core import embedding_frame, model_hash, run_encoder, stats_for
 from sarlab.embed_io import (
     EMBEDDING_COLUMN,
     embedding_matrix,
@@ -40,10 +37,9 @@ from sarlab.embed_io import (
     write_dense,
     write_embeddings,
 )
-from sarlab.errors import InputError, UnitsError
-from sarlab.geo import latlon_centre, latlon_footprint, window_centre, window_footprint
-from sarlab.models import ViTEncoder, load_encoder, model_card_hash, vit_encoder
-from sarlab.preprocess.normalize import BandStats
+from sarlab.embed_scene import embed_scene, scene_footprint
+from sarlab.errors import InputError
+from sarlab.models import ViTEncoder, load_encoder, vit_encoder
 from sarlab.report import utc_now
 
 __all__ = [
@@ -62,21 +58,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-
-
-# ---- encoders ----------------------------------------------------------------------------
-
-
-def model_hash(encoder: ViTEncoder) -> str:
-    """The model card hash, or for an encoder without card a hash of its weights."""
-    card = getattr(encoder, "model_card", None)
-    if card:
-        return model_card_hash(card)
-    digest = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return "weights-" + digest.hexdigest()
 
 
 def encoder_for_store(
@@ -135,38 +116,6 @@ def random_like(encoder: ViTEncoder, seed: int = 0) -> ViTEncoder:
     return twin.eval()
 
 
-def _stats_for(encoder: ViTEncoder, fallback: BandStats | None) -> BandStats | None:
-    card = getattr(encoder, "model_card", None) or {}
-    given = card.get("normalization") or getattr(encoder, "normalization", None)
-    return BandStats.from_dict(given) if given else fallback
-
-
-def _run(encoder: ViTEncoder, x: torch.Tensor, inc: torch.Tensor | None, pool: str, dense: bool):
-    tokens = encoder.forward_features(x, inc if encoder.incidence_embed is not None else None)
-    pooled = ViTEncoder.pool(tokens, pool).float().cpu().numpy()
-    if not dense:
-        return pooled, None
-    gh, gw = encoder.grid_size(tuple(x.shape[-2:]))
-    grid = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw)
-    return pooled, grid.float().cpu().numpy()
-
-
-def _frame(rows: list[dict[str, Any]], vectors: np.ndarray, meta: dict[str, Any]):
-    import geopandas as gpd
-
-    geometry = [r.pop("geometry") for r in rows]
-    gdf = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geometry, crs="EPSG:4326")
-    gdf[EMBEDDING_COLUMN] = list(np.asarray(vectors, dtype=np.float32))
-    gdf["model_card_hash"] = meta["model_card_hash"]
-    gdf["data_manifest"] = meta.get("data_manifest") or ""
-    gdf["created"] = meta["created"]
-    gdf.attrs["sarlab_embeddings"] = meta
-    return gdf
-
-
-# ---- chip stores -------------------------------------------------------------------------
-
-
 @torch.inference_mode()
 def embed_chips(
     store: ChipStore | PathLike,
@@ -177,6 +126,7 @@ def embed_chips(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     manifest: str | None = None,
+    dense: bool = False,
     progress: bool = True,
 ):
     """One pooled embedding per chip of a store, as a GeoDataFrame (EPSG:4326 footprints).
@@ -186,23 +136,28 @@ def embed_chips(
 
     Columns: chip_id, scene_id, split, index (store row), lon/lat (centre), geometry,
     embedding (float32 vector), model_card_hash, data_manifest, created. Normalised with
-    the model card's statistics when it has them, else the store's.
+    the model card's statistics when it has them, else the store's. With ``dense`` a tuple
+    ``(gdf, grid)``: ``grid`` holds every chip's patch tokens (:func:`_chip_grid`; in memory,
+    N x D x (size / patch)^2 float32), written with :func:`write_dense`.
     """
     store = store if isinstance(store, ChipStore) else ChipStore(store)
     needs_inc = encoder.incidence_embed is not None
-    stats = _stats_for(encoder, store.stats)
+    stats = stats_for(encoder, store.stats)
     dataset = ChipDataset(
         store.path, split=split, with_labels=False, with_incidence=needs_inc, stats=stats
     )
     encoder = encoder.to(device).eval()
-    vectors = []
+    vectors, grids = [], []
     n = len(dataset)
     bar = tqdm(total=n, desc="embedding chips", unit="chip", disable=not progress)
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, n))]
         x = torch.stack([s["image"] for s in items]).to(device)
         inc = torch.stack([s["incidence"] for s in items]).to(device) if needs_inc else None
-        vectors.append(_run(encoder, x, inc, pool, dense=False)[0])
+        pooled, grid = run_encoder(encoder, x, inc, pool, dense)
+        vectors.append(pooled)
+        if grid is not None:
+            grids.append(grid)
         bar.update(len(items))
     bar.close()
     table = store.table.iloc[dataset.indices]
@@ -216,7 +171,42 @@ def embed_chips(
         "source": str(store.path), "pool": pool, "model_card_hash": model_hash(encoder),
         "data_manifest": manifest, "created": utc_now(), "dim": dim, "bands": store.bands,
     }  # fmt: skip
-    return _frame(rows, np.concatenate(vectors) if vectors else np.zeros((0, dim)), meta)
+    gdf = embedding_frame(rows, np.concatenate(vectors) if vectors else np.zeros((0, dim)), meta)
+    if not dense:
+        return gdf
+    gh, gw = encoder.grid_size(int(store.attrs["size"]))
+    stacked = np.concatenate(grids) if grids else np.zeros((0, dim, gh, gw), np.float32)
+    return gdf, _chip_grid(stacked, table, int(store.attrs["size"]) // gh, meta)
+
+
+def _json_or_empty(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value.tolist() if hasattr(value, "tolist") else value)
+
+
+def _chip_grid(grid: np.ndarray, table, patch: int, meta: dict[str, Any]) -> xr.Dataset:
+    """Patch tokens of chips (chip, feature, y, x) with where each chip came from.
+
+    A patch's pixel in its scene is ``(row + pixel_row, col + pixel_col)`` (its top-left
+    corner); ``source_crs``/``affine`` are the scene's geo-reference where it has one
+    (empty for radar geometry, whose latitude/longitude live in the scene file).
+    """
+    gh, gw = grid.shape[2:]
+    # strings as objects: Zarr v3 has a specified variable-length string type, not fixed UTF-32
+    per_chip = {name: ("chip", table[name].to_numpy().astype(object))
+                for name in ("chip_id", "scene_id", "split")}  # fmt: skip
+    per_chip.update({name: ("chip", table[name].to_numpy()) for name in ("index", "row", "col")})
+    for name in ("source_crs", "affine"):
+        values = table[name] if name in table else [None] * len(table)
+        per_chip[name] = ("chip", np.array([_json_or_empty(v) for v in values], dtype=object))
+    return xr.Dataset(
+        {"patch_embedding": (("chip", "feature", "y", "x"), grid.astype(np.float32, copy=False))},
+        coords={**per_chip, "pixel_row": ("y", np.arange(gh) * patch),
+                "pixel_col": ("x", np.arange(gw) * patch)},
+        attrs={**{k: json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                  for k, v in meta.items()}, "patch_size": patch},
+    )  # fmt: skip
 
 
 def chip_majority_labels(store: ChipStore | PathLike, var: str = "SOD") -> np.ndarray:
@@ -231,207 +221,4 @@ def chip_majority_labels(store: ChipStore | PathLike, var: str = "SOD") -> np.nd
         valid = chip[chip != IGNORE_INDEX]
         if valid.size:
             out[i] = int(np.bincount(valid).argmax())
-    return out
-
-
-# ---- whole scenes ------------------------------------------------------------------------
-
-
-def scene_footprint(ds: xr.Dataset):
-    """The scene's outline in EPSG:4326: its lat/lon border ring, or its grid's edges."""
-    height, width = ds.sizes["y"], ds.sizes["x"]
-    footprint, _, _ = _geometry(ds)
-    return footprint(0, 0, height, width)
-
-
-def _geometry(ds: xr.Dataset):
-    """(footprint fn, centre fn, crs string | None, 2-D lat/lon loaded or None)."""
-    if "latitude" in ds.coords and ds["latitude"].ndim == 2:
-        lat = np.asarray(ds["latitude"].values, dtype=np.float64)
-        lon = np.asarray(ds["longitude"].values, dtype=np.float64)
-        return (
-            lambda r, c, h, w: latlon_footprint(lat, lon, r, c, h, w),
-            lambda r, c, h, w: latlon_centre(lat, lon, r, c, h, w),
-            None,
-        )
-    if ds.rio.crs is None:
-        raise InputError(ds.attrs.get("source"), "has neither a CRS nor 2-D latitude/longitude")
-    transform, crs = ds.rio.transform(), ds.rio.crs
-    return (
-        lambda r, c, h, w: window_footprint(transform, crs, r, c, h, w),
-        lambda r, c, h, w: window_centre(transform, crs, r, c, h, w),
-        crs.to_string(),
-    )
-
-
-def _check_units(image: xr.DataArray, stats: BandStats, bands: list[str], name: Any) -> None:
-    units = image.attrs.get("units")
-    if units != stats.units:
-        raise UnitsError(
-            f"{name}: the scene is in {units} but the encoder's statistics in {stats.units}; "
-            "convert explicitly (sarlab.preprocess.radiometry) first"
-        )
-    have = [str(b) for b in image["band"].values]
-    missing = [b for b in bands if b not in have]
-    if missing:
-        raise InputError(name, f"has bands {have}, the encoder needs {bands}")
-
-
-@torch.inference_mode()
-def embed_scene(
-    scene: PathLike | xr.Dataset,
-    encoder: ViTEncoder,
-    *,
-    size: int | None = None,
-    stride: int | None = None,
-    stats: BandStats | None = None,
-    bands: list[str] | None = None,
-    pool: str = "mean",
-    dense: bool = False,
-    min_valid: float = 0.5,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    reader: str | None = None,
-    manifest: str | None = None,
-    progress: bool = True,
-):
-    """Sliding-window embeddings of a whole scene that a sarlab reader opens (any CRS or lat/lon).
-
-    Windows of ``size`` (default: the encoder's training size) every ``stride`` pixels
-    (default ``size``) are read a block of rows (about one storage chunk) at a time, so memory
-    stays near two blocks plus a batch. Windows with fewer than ``min_valid`` finite pixels
-    are skipped. Returns the GeoDataFrame of :func:`embed_chips` (``row``/``col`` instead of
-    ``index``); with ``dense`` a tuple ``(gdf, grid)`` where ``grid`` is an xarray Dataset of patch
-    embeddings (write it with :func:`write_dense`).
-    """
-    ds = open_scene(scene, reader)
-    name = ds.attrs.get("source", scene if not isinstance(scene, xr.Dataset) else "scene")
-    card = getattr(encoder, "model_card", None) or {}
-    bands = list(bands or card.get("bands") or [str(b) for b in ds[IMAGE_VAR]["band"].values])
-    stats = _stats_for(encoder, stats)
-    if stats is None:
-        raise ValueError("the encoder has no model card statistics: pass stats=")
-    stats = stats.subset(bands)
-    image = ds[IMAGE_VAR].sel(band=bands).transpose("band", "y", "x")
-    _check_units(image, stats, bands, name)
-    needs_inc = encoder.incidence_embed is not None
-    if needs_inc and INCIDENCE_VAR not in ds:
-        raise InputError(name, "has no incidence angle; this encoder needs one")
-    size = int(size or encoder.config.img_size)
-    stride = int(stride or size)
-    height, width = image.sizes["y"], image.sizes["x"]
-    if height < size or width < size:
-        raise InputError(name, f"is {height}x{width} pixels, smaller than one {size}px window")
-    footprint, centre, crs = _geometry(ds)
-    scene_id = str(ds.attrs.get("scene_id") or Path(str(name)).stem)
-    encoder = encoder.to(device).eval()
-    n_rows = (height - size) // stride + 1
-    n_cols = (width - size) // stride + 1
-    gh, gw = encoder.grid_size(size)
-    dense_grid = (
-        np.zeros((encoder.embed_dim, n_rows * gh, n_cols * gw), np.float32) if dense else None
-    )
-    rows: list[dict[str, Any]] = []
-    vectors: list[np.ndarray] = []
-    batch: list[tuple[np.ndarray, np.ndarray | None, int, int]] = []
-
-    def flush() -> None:
-        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
-        x = torch.nan_to_num_(stats.normalize(x, band_axis=1), nan=0.0)
-        inc = torch.from_numpy(np.stack([b[1] for b in batch])).to(device) if needs_inc else None
-        pooled, grid = _run(encoder, x, inc, pool, dense)
-        vectors.append(pooled)
-        for k, (_, _, r, c) in enumerate(batch):
-            fp = footprint(r, c, size, size)
-            lon, lat = centre(r, c, size, size)
-            rows.append(
-                {"chip_id": f"{scene_id}_r{r:05d}_c{c:05d}", "scene_id": scene_id,
-                 "row": r, "col": c, "lon": lon, "lat": lat, "geometry": fp}
-            )  # fmt: skip
-            if grid is not None:
-                i, j = r // stride, c // stride
-                dense_grid[:, i * gh : (i + 1) * gh, j * gw : (j + 1) * gw] = grid[k]
-        batch.clear()
-
-    bar = tqdm(total=n_rows * n_cols, desc=f"embedding {scene_id[:30]}", unit="chip",
-               disable=not progress)  # fmt: skip
-
-    # Rows of windows are read in blocks about one storage chunk high: a lazy (dask) array
-    # decodes whole chunks, so reading one window-high strip at a time would decode each
-    # chunk many times over.
-    chunk_h = max(image.chunksizes["y"]) if image.chunks is not None else 1024
-    per_block = max(1, (max(chunk_h, size) - size) // stride + 1)
-    blocks = [list(range(i, min(i + per_block, n_rows))) for i in range(0, n_rows, per_block)]
-
-    def read(block: list[int]) -> tuple[int, np.ndarray, np.ndarray | None]:
-        top = block[0] * stride
-        rows_ = slice(top, block[-1] * stride + size)
-        pixels = np.asarray(image.isel(y=rows_).values, dtype=np.float32)
-        if not needs_inc:
-            return top, pixels, None
-        return top, pixels, np.asarray(ds[INCIDENCE_VAR].isel(y=rows_).values, np.float32)
-
-    # the next block is read (I/O and decoding release the GIL) while this one is encoded
-    pool_ = ThreadPoolExecutor(max_workers=1)
-    pending = pool_.submit(read, blocks[0])
-    for b, block in enumerate(blocks):
-        top, pixels, inc_pixels = pending.result()
-        if b + 1 < len(blocks):
-            pending = pool_.submit(read, blocks[b + 1])
-        for i in block:
-            r = i * stride
-            for j in range(n_cols):
-                c = j * stride
-                chip = pixels[:, r - top : r - top + size, c : c + size]
-                if np.isfinite(chip).all(axis=0).mean() >= min_valid:
-                    inc = None
-                    if inc_pixels is not None:
-                        inc = inc_pixels[r - top : r - top + size, c : c + size]
-                    batch.append((chip, inc, r, c))
-                    if len(batch) == batch_size:
-                        flush()
-                bar.update(1)
-        del pixels, inc_pixels
-    if batch:
-        flush()
-    pool_.shutdown()
-    bar.close()
-    meta = {
-        "source": str(name), "pool": pool, "model_card_hash": model_hash(encoder),
-        "data_manifest": manifest, "created": utc_now(), "dim": encoder.embed_dim,
-        "bands": bands, "size": size, "stride": stride, "crs": crs,
-    }  # fmt: skip
-    vec = np.concatenate(vectors) if vectors else np.zeros((0, encoder.embed_dim), np.float32)
-    gdf = _frame(rows, vec, meta)
-    if not dense:
-        return gdf
-    return gdf, _dense_dataset(ds, dense_grid, size, stride, gh, meta)
-
-
-def _dense_dataset(ds, grid, size, stride, gh, meta) -> xr.Dataset:
-    """Patch embeddings on their grid, geo-referenced: CRS + transform, or sampled lat/lon."""
-    patch = size // gh
-    n_rows, n_cols = grid.shape[1] // gh, grid.shape[2] // gh
-    # pixel coordinates of each patch's top-left corner in the scene
-    py = np.concatenate([i * stride + np.arange(gh) * patch for i in range(n_rows)])
-    px = np.concatenate([j * stride + np.arange(gh) * patch for j in range(n_cols)])
-    out = xr.Dataset(
-        {"patch_embedding": (("feature", "y", "x"), grid)},
-        coords={"pixel_row": ("y", py), "pixel_col": ("x", px)},
-        attrs={k: json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
-               for k, v in meta.items()},
-    )  # fmt: skip
-    if meta["crs"] is not None and stride == size:  # windows tile the scene: a regular grid
-        from affine import Affine
-
-        t = ds.rio.transform()
-        out = out.assign_coords(
-            x=t.c + t.a * (px + patch / 2), y=t.f + t.e * (py + patch / 2)
-        ).rio.write_crs(meta["crs"])
-        out = out.rio.write_transform(t @ Affine.scale(patch))
-    elif "latitude" in ds.coords:
-        cy, cx = py + patch // 2, px + patch // 2
-        lat = np.asarray(ds["latitude"].values)[np.ix_(cy, cx)]
-        lon = np.asarray(ds["longitude"].values)[np.ix_(cy, cx)]
-        out = out.assign_coords(latitude=(("y", "x"), lat), longitude=(("y", "x"), lon))
     return out

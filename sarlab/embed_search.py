@@ -9,6 +9,7 @@ by index, so they equal a plain numpy argsort on the full matrix.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,6 +17,7 @@ __all__ = [
     "kmeans",
     "knn_accuracy",
     "l2_normalize",
+    "nearest_others",
     "pca",
     "pca_rgb",
     "project_2d",
@@ -79,6 +81,26 @@ def top_k_cosine(
             )
         out_s[qs : qs + len(qb)], out_i[qs : qs + len(qb)] = best_s, best_i
     return out_s, out_i
+
+
+def nearest_others(
+    x: np.ndarray, k: int = 10, *, rows: Sequence[int] | None = None, **chunks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` most similar *other* rows of ``x``: ``(scores (Q, k), indices (Q, k))``.
+
+    What an explorer lists for a chip (itself, first at cosine 1, says nothing). ``rows``
+    picks the query rows (default: all). A row that does not find itself among its
+    ``k + 1`` best (exact duplicates of lower index took the places) keeps its ``k`` best.
+    ``chunks`` go to :func:`top_k_cosine`.
+    """
+    rows_ = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64).ravel()
+    k = max(0, min(int(k), len(x) - 1))
+    if k == 0:
+        return np.zeros((len(rows_), 0), np.float32), np.zeros((len(rows_), 0), np.int64)
+    scores, idx = top_k_cosine(np.asarray(x)[rows_], x, k + 1, **chunks)
+    keep = idx != rows_[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return scores[keep].reshape(len(rows_), k), idx[keep].reshape(len(rows_), k)
 
 
 def kmeans(x: np.ndarray, n_clusters: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ from sarlab.embed import (
 from sarlab.embed_search import (
     kmeans,
     knn_accuracy,
+    nearest_others,
     pca,
     pca_rgb,
     project_2d,
@@ -128,6 +129,24 @@ def test_top_k_breaks_ties_by_index():
     np.testing.assert_array_equal(idx[0], [0, 2, 3])
 
 
+def test_nearest_others_leave_the_chip_itself_out():
+    rng = np.random.default_rng(4)
+    bank = rng.normal(size=(60, 12)).astype(np.float32)
+    bank[7] = bank[3]  # an exact duplicate: 7 finds 3 (lower index) before itself
+    scores, idx = nearest_others(bank, k=5, chunk=17)
+    unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    ref = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, ref, 1), atol=1e-5)
+    assert idx[7, 0] == 3 and idx[3, 0] == 7 and not (idx == np.arange(60)[:, None]).any()
+    some_s, some_i = nearest_others(bank, k=5, rows=[7, 0])
+    np.testing.assert_array_equal(some_i, idx[[7, 0]])
+    np.testing.assert_allclose(some_s, scores[[7, 0]], atol=1e-6)
+    assert nearest_others(bank[:1], k=3)[1].shape == (1, 0)  # a lone chip has no neighbours
+
+
 def test_structure_shapes_and_knn_accuracy():
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(3, 16)) * 5
@@ -221,3 +240,30 @@ def test_whole_scene_refuses_other_units(tmp_path, encoder, store):
     path = _utm_scene(tmp_path, 32, 32, units="linear")
     with pytest.raises(UnitsError, match="linear"):
         embed_scene(path, encoder, size=16, stats=store.stats, progress=False)
+
+
+def test_dense_chip_embeddings_are_each_chips_patch_tokens(store, encoder, tmp_path):
+    gdf, grid = embed_chips(store, encoder, dense=True, batch_size=5, progress=False)
+    tokens = grid["patch_embedding"]
+    assert tokens.dims == ("chip", "feature", "y", "x")
+    assert tokens.shape == (len(store), encoder.embed_dim, 2, 2)  # 16 px chips, 8 px patches
+    assert list(grid["chip_id"].values) == list(gdf["chip_id"])
+    assert list(grid["pixel_row"].values) == [0, 8] and grid.attrs["patch_size"] == 8
+    # mean pooling is the mean of these patch tokens
+    np.testing.assert_allclose(tokens.mean(("y", "x")).values, embedding_matrix(gdf), atol=1e-5)
+    # one chip by hand: row-major patches of the encoder's tokens
+    import torch
+
+    from sarlab.chips import ChipDataset
+
+    x = ChipDataset(store.path, with_labels=False, stats=store.stats)[3]["image"][None]
+    with torch.inference_mode():
+        ref = encoder.forward_features(x)[0, 1:].T.reshape(-1, 2, 2).numpy()
+    np.testing.assert_allclose(tokens.values[3], ref, atol=1e-5)
+    # where each chip came from: its window and its scene's geo-reference
+    table = store.table
+    assert list(grid["row"].values) == list(table["row"]) and "32633" in str(
+        grid["source_crs"][0].values
+    )
+    back = xr.open_zarr(write_dense(grid, tmp_path / "chips_dense.zarr"), consolidated=False)
+    np.testing.assert_array_equal(back["patch_embedding"].values, tokens.values)

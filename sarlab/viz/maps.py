@@ -2,7 +2,9 @@
 
 Every data layer is drawn from memory (PNG data URIs, inline GeoJSON), never from a tile
 server or a file URL, so the exported HTML shows the scene, the chips and their similarity
-scores on a ship without internet; only the basemap tiles need a connection.
+scores on a ship without internet; only the basemap tiles need a connection (the offline
+explorer, :func:`explorer_html`, draws none by default). The live JupyterLab explorer is
+:func:`sarlab.viz.live_explorer.explorer`, re-exported here.
 
 Colour layers (PCA-RGB, clusters, labels) are chip footprints filled per chip, which is
 exact in any CRS and in radar geometry. The scene quick-look is an image overlay placed on
@@ -13,7 +15,6 @@ for radar geometry (the swath is not a lat/lon rectangle).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ import shapely
 import xarray as xr
 
 from sarlab.conventions import IMAGE_VAR
+from sarlab.viz.live_explorer import explorer
 
 __all__ = [
     "cluster_colors",
@@ -108,11 +110,21 @@ def _png_uri(rgba: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _features(gdf, colors: Sequence[str] | None, extra: dict[str, Sequence[Any]] | None = None):
-    """A GeoJSON FeatureCollection of chip footprints with chip_id, colour and extra fields."""
+def _features(
+    gdf,
+    colors: Sequence[str] | None,
+    extra: dict[str, Sequence[Any]] | None = None,
+    rows: Sequence[int] | None = None,
+):
+    """A GeoJSON FeatureCollection of chip footprints with chip_id, row, colour and extra fields.
+
+    ``row`` is the chip's position in ``gdf``, or ``rows[i]`` when ``gdf`` is a subset (so a
+    click on a highlighted chip still names its row of the full table).
+    """
     features = []
     for i, (chip_id, geom) in enumerate(zip(gdf["chip_id"], gdf.geometry, strict=True)):
-        props: dict[str, Any] = {"chip_id": str(chip_id), "row": i}
+        row = i if rows is None else int(rows[i])
+        props: dict[str, Any] = {"chip_id": str(chip_id), "row": row}
         if colors is not None:
             props["color"] = colors[i]
         for key, values in (extra or {}).items():
@@ -146,6 +158,33 @@ def folium_map(
     """
     import folium
 
+    fmap, _ = _map_layers(
+        gdf, scene_image=scene_image, rgb=rgb, clusters=clusters, labels=labels,
+        label_name=label_name, tiles=tiles,
+    )  # fmt: skip
+    if query is not None and neighbours is not None:
+        scores, idx = (np.asarray(a).ravel() for a in neighbours)
+        sub = gdf.iloc[idx]
+        extra = {"score": np.round(scores, 4), "rank": np.arange(len(sub))}
+        folium.GeoJson(
+            _features(sub, None, extra, rows=idx),
+            name=f"top-{len(sub)} similar to {gdf['chip_id'].iloc[query]}",
+            style_function=lambda f: {"fillColor": "#ffff00", "color": "#ff0000",
+                                      "weight": 2, "fillOpacity": 0.5},
+            tooltip=folium.GeoJsonTooltip(["chip_id", "rank", "score"]),
+        ).add_to(fmap)  # fmt: skip
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    return fmap
+
+
+def _map_layers(gdf, *, scene_image, rgb, clusters, labels, label_name, tiles):
+    """The map with its colour layers and the chip footprints on top: ``(map, footprints)``.
+
+    The footprint layer is the one that is clicked (it lies over the colour layers), so its
+    tooltip carries the cluster and label too.
+    """
+    import folium
+
     west, south, east, north = gdf.total_bounds
     fmap = folium.Map(tiles=tiles, control_scale=True)
     fmap.fit_bounds([[south, west], [north, east]])
@@ -169,30 +208,22 @@ def folium_map(
             tooltip=folium.GeoJsonTooltip(["chip_id", *(extra or {})]),
         ).add_to(fmap)
 
+    fields: dict[str, Sequence[Any]] = {}  # shown on hover over the footprints
     if rgb is not None:
         fill_layer("PCA-RGB of embeddings", _hex(rgb))
     if clusters is not None:
         fill_layer("k-means clusters", cluster_colors(clusters), {"cluster": clusters}, False)
+        fields["cluster"] = clusters
     if labels is not None:
         fill_layer(f"labels: {label_name}", cluster_colors(labels), {label_name: labels}, False)
-    folium.GeoJson(
-        _features(gdf, None),
+        fields[label_name] = labels
+    footprints = folium.GeoJson(
+        _features(gdf, None, fields),
         name="chip footprints",
         style_function=lambda f: {"color": "#333333", "weight": 0.6, "fillOpacity": 0.0},
-        tooltip=folium.GeoJsonTooltip(["chip_id"]),
+        tooltip=folium.GeoJsonTooltip(["chip_id", *fields]),
     ).add_to(fmap)
-    if query is not None and neighbours is not None:
-        scores, idx = (np.asarray(a).ravel() for a in neighbours)
-        sub = gdf.iloc[idx]
-        folium.GeoJson(
-            _features(sub, None, {"score": np.round(scores, 4), "rank": np.arange(len(sub))}),
-            name=f"top-{len(sub)} similar to {gdf['chip_id'].iloc[query]}",
-            style_function=lambda f: {"fillColor": "#ffff00", "color": "#ff0000",
-                                      "weight": 2, "fillOpacity": 0.5},
-            tooltip=folium.GeoJsonTooltip(["chip_id", "rank", "score"]),
-        ).add_to(fmap)  # fmt: skip
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    return fmap
+    return fmap, footprints
 
 
 def scatter_2d(gdf, xy: np.ndarray, color: Sequence[Any] | None = None, title: str = ""):
@@ -212,144 +243,56 @@ def scatter_2d(gdf, xy: np.ndarray, color: Sequence[Any] | None = None, title: s
 
 
 def explorer_html(
-    fmap,
-    path: str | os.PathLike[str],
-    *,
-    scatter: Any | None = None,
-    title: str = "sarlab embeddings",
-    table: str = "",
-) -> Path:
-    """One self-contained HTML page: the folium map, an inline bokeh scatter and a table.
-
-    External scripts and stylesheets are inlined from sarlab's vendored copies or removed
-    (:func:`sarlab.html_offline.make_offline`); bokeh is rendered with INLINE resources.
-    """
-    from sarlab.atomic import atomic_write_text
-    from sarlab.html_offline import make_offline
-
-    map_doc, _ = make_offline(fmap.get_root().render())
-    parts = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<iframe srcdoc="{html.escape(map_doc, quote=True)}" '
-        'style="width:100%;height:620px;border:none"></iframe>',
-    ]
-    head = ""
-    if scatter is not None:
-        import holoviews as hv
-        from bokeh.embed import components
-        from bokeh.resources import Resources
-
-        script, div = components(hv.render(scatter, backend="bokeh"))
-        head = Resources(mode="inline", components=["bokeh"]).render()  # BokehJS core only
-        parts.append(div + script)
-    if table:
-        parts.append(table)
-    document = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"{head}</head><body>{''.join(parts)}</body></html>"
-    )
-    document, _ = make_offline(document)
-    return atomic_write_text(path, document)
-
-
-def explorer(
     gdf,
     embeddings: np.ndarray,
+    path: str | os.PathLike[str],
     *,
     k: int = 10,
+    xy: np.ndarray | None = None,
     scene_image: tuple[np.ndarray, list[list[float]], str] | None = None,
     rgb: np.ndarray | None = None,
     clusters: Sequence[int] | None = None,
     labels: Sequence[int] | None = None,
-    xy: np.ndarray | None = None,
-):
-    """Interactive explorer for JupyterLab: a leafmap map, a chip picker and a score panel.
+    label_name: str = "label",
+    query: int | None = 0,
+    title: str = "sarlab embeddings",
+    tiles: str | None = None,
+) -> Path:
+    """The offline explorer: one self-contained HTML page, map and scatter linked both ways.
 
-    Click a footprint (or choose a chip id) and its ``k`` most similar chips light up on
-    the map, listed with scores beside it. With ``xy``, a 2-D scatter is returned too:
-    tapping a point selects that chip on the map, and a map selection is highlighted in
-    the scatter. Returns ``(widget, scatter or None)``; display both.
+    The headless twin of :func:`explorer` (:mod:`sarlab.viz.explore_page` says how it works):
+    each chip's ``k`` most similar other chips are found here (exact cosine) and embedded
+    as JSON, ``xy`` (default: PCA of ``embeddings``) is the scatter, and the page opens on
+    chip ``query``. Vendored Leaflet and BokehJS are inlined (:func:`make_offline`); with no
+    basemap by default (``tiles``) the page makes no network request at all. All chips travel
+    in the page, so it suits up to some ten thousand chips.
     """
-    import ipyleaflet
-    import ipywidgets as widgets
-    import leafmap
+    import folium
 
-    from sarlab.embed_search import top_k_cosine
+    from sarlab.atomic import atomic_write_text
+    from sarlab.embed_search import nearest_others, project_2d
+    from sarlab.html_offline import make_offline
+    from sarlab.viz import explore_page
 
-    west, south, east, north = gdf.total_bounds
-    fmap = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=6)
-    fmap.fit_bounds([[south, west], [north, east]])
-    if scene_image is not None:
-        rgba, bounds, _ = scene_image
-        fmap.add_layer(ipyleaflet.ImageOverlay(url=_png_uri(rgba), bounds=bounds,
-                                               name="HH/HV quick-look", opacity=0.9))  # fmt: skip
-    for name, colors, visible in (
-        ("PCA-RGB", None if rgb is None else _hex(rgb), True),
-        ("clusters", None if clusters is None else cluster_colors(clusters), False),
-        ("labels", None if labels is None else cluster_colors(labels), False),
-    ):
-        if colors is not None:
-            layer = ipyleaflet.GeoJSON(
-                data=_features(gdf, colors), name=name, visible=visible,
-                style_callback=lambda f: {"fillColor": f["properties"]["color"],
-                                          "color": f["properties"]["color"],
-                                          "weight": 0.5, "fillOpacity": 0.7},
-            )  # fmt: skip
-            fmap.add_layer(layer)
-    footprints = ipyleaflet.GeoJSON(
-        data=_features(gdf, None), name="footprints",
-        style={"color": "#333333", "weight": 0.6, "fillOpacity": 0.0},
-        hover_style={"color": "#ff0000", "weight": 2},
+    if xy is None:
+        xy, _ = project_2d(embeddings, "pca")
+    fmap, footprints = _map_layers(
+        gdf, scene_image=scene_image, rgb=rgb, clusters=clusters, labels=labels,
+        label_name=label_name, tiles=tiles,
     )  # fmt: skip
-    fmap.add_layer(footprints)
-    ids = [str(c) for c in gdf["chip_id"]]
-    picker = widgets.Combobox(options=ids, placeholder="chip id", ensure_option=True)
-    panel = widgets.HTML("Click a chip on the map, or type its id.")
-    state: dict[str, Any] = {"layer": None}
-    scatter, selected = None, None
-    if xy is not None:
-        import holoviews as hv
-
-        points = hv.Points((xy[:, 0], xy[:, 1], ids), vdims=["chip_id"]).opts(
-            tools=["tap", "hover"], size=6, width=420, height=360, nonselection_alpha=0.3
-        )
-        selected = hv.streams.Pipe(data=([], [], []))
-        marked = hv.DynamicMap(
-            lambda data: hv.Points(data, vdims=["chip_id"]).opts(color="red", size=10),
-            streams=[selected],
-        )
-        tap = hv.streams.Selection1D(source=points)
-        tap.add_subscriber(lambda index: select(int(index[0])) if index else None)
-        scatter = points * marked
-
-    def select(row: int) -> None:
-        scores, idx = top_k_cosine(embeddings[row : row + 1], embeddings, k)
-        sub = gdf.iloc[idx[0]]
-        if state["layer"] is not None:
-            fmap.remove_layer(state["layer"])
-        state["layer"] = ipyleaflet.GeoJSON(
-            data=_features(sub, None), name=f"top-{k}",
-            style={"color": "#ff0000", "fillColor": "#ffff00", "weight": 2, "fillOpacity": 0.5},
-        )  # fmt: skip
-        fmap.add_layer(state["layer"])
-        lines = "".join(
-            f"<tr><td>{r}</td><td>{html.escape(str(c))}</td><td>{s:.4f}</td></tr>"
-            for r, (c, s) in enumerate(zip(sub["chip_id"], scores[0], strict=True))
-        )
-        panel.value = (
-            f"<b>{html.escape(ids[row])}</b><table><tr><th>rank</th><th>chip</th>"
-            f"<th>cosine</th></tr>{lines}</table>"
-        )
-        if picker.value != ids[row]:
-            picker.value = ids[row]
-        if selected is not None:
-            rows = idx[0]
-            selected.send((xy[rows, 0], xy[rows, 1], [ids[i] for i in rows]))
-
-    footprints.on_click(lambda feature=None, **_: select(int(feature["properties"]["row"])))
-    picker.observe(
-        lambda change: select(ids.index(change["new"])) if change["new"] in ids else None,
-        names="value",
-    )
-    side = widgets.VBox([picker, panel], layout=widgets.Layout(width="340px"))
-    return widgets.HBox([fmap, side]), scatter
+    folium.LayerControl(collapsed=True).add_to(fmap)  # open, it would cover a narrow map
+    explore_page.link_map(fmap, footprints)
+    map_doc, _ = make_offline(fmap.get_root().render())
+    fields = {
+        key: values
+        for key, values in (("cluster", clusters), (label_name, labels))
+        if values is not None
+    }
+    scores, idx = nearest_others(embeddings, k)
+    data = explore_page.payload(gdf["chip_id"], scores, idx, query=query, fields=fields)
+    colors = None if clusters is None else cluster_colors(clusters)
+    heading = "2-D projection of the embeddings" + ("" if colors is None else " (cluster colours)")
+    figure = explore_page.scatter_figure(xy, gdf["chip_id"], colors, fields, title=heading)
+    note = "" if tiles is None else f"The {tiles} basemap needs internet; all else is in the page."
+    document, _ = make_offline(explore_page.page_html(map_doc, figure, data, title, note))
+    return atomic_write_text(path, document)
