@@ -16,7 +16,7 @@ from sarlab.finetune.inference import (
     tile_starts,
     write_prediction,
 )
-from sarlab.finetune.knn import knn_probe, patch_labels
+from sarlab.finetune.knn import knn_baseline, knn_probe, patch_labels
 from sarlab.finetune.metrics import (
     AUTOICE_WEIGHTS,
     autoice_scores,
@@ -55,6 +55,7 @@ __all__ = [
     "encoder_for_store",
     "evaluate",
     "finetune",
+    "knn_baseline",
     "knn_probe",
     "label_efficiency",
     "mean_average_precision",

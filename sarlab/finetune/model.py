@@ -215,12 +215,15 @@ def build_model(
     decoder: str = "progressive",
     regime: str = "full",
     last_n: int = 2,
+    layers: Sequence[int] | None = None,
     encoder_kwargs: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """A model of ``kind`` ssl (encoder from ``checkpoint``), random (its twin) or unet.
 
     The random twin copies the checkpoint's architecture when one is given, so the
-    two differ only in their weights. Call under a seeded RNG for reproducible init.
+    two differ only in their weights. ``layers`` picks the encoder blocks the decoder
+    reads (default: four levels; ``[-1]``: the last block only, what a kNN probe sees).
+    Call under a seeded RNG for reproducible init.
     """
     if kind == "unet":
         return UNet(in_chans, tasks)
@@ -239,5 +242,5 @@ def build_model(
             preset, in_chans=in_chans, patch_size=patch_size, img_size=chip_size,
             **dict(encoder_kwargs or {}),
         )  # fmt: skip
-    model = SegmentationModel(encoder, tasks, decoder=decoder)
+    model = SegmentationModel(encoder, tasks, decoder=decoder, layers=layers)
     return set_regime(model, regime, last_n=last_n)

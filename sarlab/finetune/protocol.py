@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from sarlab.atomic import atomic_file, atomic_write_json
 from sarlab.chips_read import ChipStore
 from sarlab.finetune.baselines import otsu_water_baseline, random_forest_baseline
+from sarlab.finetune.knn import knn_baseline
 from sarlab.finetune.train import finetune
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "label_efficiency", "summarize"]
@@ -30,9 +31,10 @@ DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std (ddof=1) and count of every ``test_*`` metric per model and label fraction."""
-    metrics = [c for c in runs.columns if c.startswith("test_")]
+def summarize(runs: pd.DataFrame, prefix: str = "test_") -> pd.DataFrame:
+    """Mean, std (ddof=1) and count of every ``test_*`` (or ``prefix``) metric per model and
+    label fraction; ``prefix="val_"`` summarises the validation scores settings are chosen on."""
+    metrics = [c for c in runs.columns if c.startswith(prefix)]
     grouped = runs.groupby(["kind", "label_fraction"])[metrics]
     out = grouped.agg(["mean", "std", "count"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
@@ -65,6 +67,7 @@ def label_efficiency(
     kinds: Sequence[str] = ("ssl", "random", "unet"),
     tasks: Sequence[str] | None = None,
     baseline: bool = True,
+    knn: bool = False,
     progress: bool = True,
     **finetune_kwargs: Any,
 ) -> pd.DataFrame:
@@ -73,18 +76,20 @@ def label_efficiency(
     ``kinds`` are :func:`~sarlab.finetune.train.finetune` kinds (``ssl`` needs
     ``checkpoint``; ``random`` is built with the checkpoint's architecture when one
     is given). ``baseline`` adds Otsu (water; it uses no labels, so one score is
-    repeated per fraction and seed) or a texture random forest (sea ice tasks).
+    repeated per fraction and seed) or a texture random forest (sea ice tasks). ``knn``
+    adds the kNN probe on frozen features (:func:`~sarlab.finetune.knn.knn_baseline`) of
+    the SSL encoder and its random twin (kinds ``ssl_knn``, ``random_knn``).
     ``finetune_kwargs`` go to every run (``max_steps``, ``lr``, ``regime`` ...).
     """
     store = ChipStore(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if "ssl" in kinds and checkpoint is None:
-        raise ValueError("kind 'ssl' needs a checkpoint")
+    if ("ssl" in kinds or knn) and checkpoint is None:
+        raise ValueError("kind 'ssl' and the kNN probe need a checkpoint")
     settings = {
         "store": str(store.path), "checkpoint": None if checkpoint is None else str(checkpoint),
         "fractions": [float(f) for f in fractions], "seeds": [int(s) for s in seeds],
-        "kinds": list(kinds), "tasks": None if tasks is None else list(tasks),
+        "kinds": list(kinds), "tasks": None if tasks is None else list(tasks), "knn": knn,
         "finetune": {k: v for k, v in finetune_kwargs.items() if isinstance(v, (int, float, str))},
     }  # fmt: skip
     label_vars = store.attrs["label_vars"]
@@ -106,5 +111,9 @@ def label_efficiency(
             if ice:
                 rf = random_forest_baseline(store.path, ice, label_fraction=fraction, seed=seed)
                 rows.append(_baseline_row("random_forest", fraction, seed, rf))
+        if knn and kind == kinds[-1]:
+            for twin in ("ssl", "random"):
+                scores = knn_baseline(store.path, checkpoint, twin, chosen, fraction, seed)
+                rows.append(_baseline_row(f"{twin}_knn", fraction, seed, scores))
         runs = _save(rows, out, settings)
     return runs

@@ -73,13 +73,16 @@ class FinetuneResult:
     val_score: float
     test: dict[str, float]
     seconds: float
+    val: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None
 
     def row(self) -> dict[str, Any]:
-        """One flat JSON-safe record (test metrics prefixed ``test_``)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("model", "history", "test")}
+        """One flat JSON-safe record (metrics prefixed ``test_``, best-step ones ``val_``)."""
+        skip = ("model", "history", "test", "val")
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
         out.update({f"test_{k}": v for k, v in self.test.items()})
+        out.update({f"val_{k}": v for k, v in self.val.items()})
         return out
 
 
@@ -215,6 +218,7 @@ def finetune(
         batches = _batches(train, min(batch_size, len(train)), generator)
         val_loader = DataLoader(val, batch_size=eval_batch_size)
         best, best_state, best_step, bad, history = -math.inf, None, 0, 0, []
+        best_val: dict[str, float] = {}
         stop_reason = "max_steps"
         bar = tqdm(
             total=max_steps, desc=f"finetune {kind} {label_fraction:g}", disable=not progress
@@ -233,11 +237,12 @@ def finetune(
             bar.update(1)
             timed_out = max_seconds is not None and time.perf_counter() - t0 > max_seconds
             if step % eval_every == 0 or step == max_steps or timed_out:
-                score = _selection_score(evaluate(model, val_loader, task_names, device))
+                val_scores = evaluate(model, val_loader, task_names, device)
+                score = _selection_score(val_scores)
                 history.append({"step": step, "loss": float(loss.detach()), "val_score": score})
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{score:.3f}")
                 if score > best:
-                    best, best_step, bad = score, step, 0
+                    best, best_step, bad, best_val = score, step, 0, val_scores
                     best_state = copy.deepcopy(model.state_dict())
                 else:
                     bad += 1
@@ -257,5 +262,5 @@ def finetune(
         kind=kind, label_fraction=float(label_fraction), seed=int(seed),
         n_train_chips=len(train), best_step=best_step, steps=step, stop_reason=stop_reason,
         val_score=best, test=test_scores, seconds=time.perf_counter() - t0,
-        history=history, model=model.cpu().eval(),
+        val=dict(best_val), history=history, model=model.cpu().eval(),
     )  # fmt: skip

@@ -18,6 +18,7 @@ from sarlab.viz.plots import (
     intensity_histogram,
     setup_notebook_plots,
 )
+from sarlab.viz.prediction_map import prediction_map, prediction_map_html
 from sarlab.viz.pretrain import chip_gallery, loss_curves, method_panels, speckle_view_pairs
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "intensity_histogram",
     "loss_curves",
     "method_panels",
+    "prediction_map",
+    "prediction_map_html",
     "quicklook",
     "scatter_2d",
     "setup_notebook_plots",

@@ -18,8 +18,9 @@ import xarray as xr
 from affine import Affine
 from scipy import ndimage
 
-from sarlab.chips import ChipStore, build_chip_store
+from sarlab.chips import ChipDataset, ChipStore, build_chip_store
 from sarlab.conventions import IGNORE_INDEX, sar_attrs
+from sarlab.models import save_checkpoint, vit_encoder
 
 SIZE = 64
 CHIP = 16
@@ -103,6 +104,26 @@ def ice_store(tmp_path_factory) -> ChipStore:
 def make_water_scene():
     """The water scene generator: ``make_water_scene(scene_id, seed, size)``."""
     return water_scene
+
+
+@pytest.fixture(scope="session")
+def checkpoint_for(tmp_path_factory):
+    """``checkpoint_for(store)``: a tiny untrained encoder saved with a card fitting the store."""
+
+    def make(store: ChipStore) -> Path:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            enc = vit_encoder("tiny", depth=1, embed_dim=32, num_heads=2, patch_size=4,
+                              img_size=CHIP)  # fmt: skip
+        card = {
+            "bands": store.bands, "units": store.attrs["units"],
+            "quantity": store.attrs["quantity"],
+            "normalization": ChipDataset(store.path, split="train").stats.to_dict(),
+            "ssl": {"method": "mae", "config": {}}, "data": {"manifest": None, "checksum": None},
+        }  # fmt: skip
+        return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint", enc, card)
+
+    return make
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from sarlab.chips_read import ChipDataset
 from sarlab.conventions import IGNORE_INDEX
-from sarlab.finetune.knn import knn_probe, patch_labels
+from sarlab.finetune.knn import knn_baseline, knn_probe, patch_labels
 from sarlab.finetune.metrics import binary_iou_f1
 from sarlab.models import vit_encoder
 
@@ -28,3 +29,19 @@ def test_knn_probe_separates_water_with_random_features(water_store):
     true, pred = knn_probe(enc, loader("train"), loader("test"), num_classes=2, k=5)
     assert true.shape == pred.shape == (16, 16, 16)
     assert binary_iou_f1(true, pred)["iou"] > 0.6
+
+
+def test_knn_baseline_scores_frozen_encoders_on_held_out_chips(ice_store, checkpoint_for):
+    ckpt = checkpoint_for(ice_store)
+    ssl = knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], label_fraction=0.5, seed=0, k=5)
+    assert set(ssl) == {"SOD", "combined"} and ssl["SOD"] > 50  # levels separate the classes
+    again = knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], label_fraction=0.5, seed=0, k=5)
+    assert again == ssl
+    fewer = knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], label_fraction=0.05, seed=0, k=5)
+    assert fewer != ssl  # 2 labelled chips, not 16
+    val = knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], 0.5, seed=0, k=5, split="val")
+    assert val != ssl
+    twin = knn_baseline(ice_store.path, ckpt, "random", ["SOD"], 0.5, seed=1, k=5)
+    assert twin != knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], 0.5, seed=1, k=5)
+    with pytest.raises(ValueError, match="kind"):
+        knn_baseline(ice_store.path, ckpt, "unet", ["SOD"])

@@ -100,3 +100,13 @@ def test_checkpoint_must_match_bands_and_units(tmp_path):
     twin = build_model("random", {"SOD": 6}, 2, 16, checkpoint=path, bands=["HH", "HV"], units="dB")
     assert twin.encoder.config == enc.config
     assert not torch.equal(twin.encoder.blocks[0].attn.qkv.weight, enc.blocks[0].attn.qkv.weight)
+
+
+def test_build_model_reads_the_chosen_layers():
+    small = {"depth": 4, "embed_dim": 32, "num_heads": 2}
+    last = build_model("random", {"SOD": 6}, 2, 16, patch_size=4, layers=[-1],
+                       encoder_kwargs=small)  # fmt: skip
+    default = build_model("random", {"SOD": 6}, 2, 16, patch_size=4, encoder_kwargs=small)
+    assert last.layers == [-1] and len(default.layers) == 4
+    assert last.decoder.fuse[0].in_channels == 32 and default.decoder.fuse[0].in_channels == 128
+    assert last(torch.zeros(2, 2, 16, 16))["SOD"].shape == (2, 6, 16, 16)

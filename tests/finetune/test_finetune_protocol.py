@@ -35,3 +35,17 @@ def test_grid_writes_runs_and_summary(water_store, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())[0]["kind"] in ("otsu", "random")
     with pytest.raises(ValueError, match="checkpoint"):
         label_efficiency(water_store.path, None, tmp_path, kinds=("ssl",), progress=False)
+
+
+def test_grid_adds_knn_probes_and_keeps_validation_scores(water_store, checkpoint_for, tmp_path):
+    ckpt = checkpoint_for(water_store)
+    runs = label_efficiency(
+        water_store.path, ckpt, tmp_path, fractions=(0.1,), seeds=(0, 1), kinds=("ssl",),
+        baseline=False, knn=True, progress=False, max_steps=2, eval_every=2, batch_size=8,
+    )  # fmt: skip
+    assert runs.groupby("kind").size().to_dict() == {"random_knn": 2, "ssl": 2, "ssl_knn": 2}
+    ssl = runs[runs.kind == "ssl"]
+    assert (ssl["val_water_iou"] == ssl["val_score"]).all()  # water runs are chosen on val IoU
+    assert runs[runs.kind == "ssl_knn"]["test_water_iou"].between(0, 1).all()
+    val = summarize(runs, prefix="val_")
+    assert "val_water_iou_mean" in val and "test_water_iou_mean" not in val
