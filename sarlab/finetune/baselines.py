@@ -147,7 +147,7 @@ def random_forest_baseline(
             keep = rng.choice(y.size, max_pixels, replace=False)
             x, y = x[keep], y[keep]
         forest = RandomForestClassifier(
-            n_estimators=n_estimators, min_samples_leaf=5, n_jobs=1, random_state=seed
+            n_estimators=n_estimators, min_samples_leaf=5, n_jobs=-1, random_state=seed
         ).fit(x, y)
         xt, yt = _pixels(test, range(len(test)), k, linear, sizes)
         finite = np.isfinite(xt).all(axis=1)
