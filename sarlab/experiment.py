@@ -42,6 +42,7 @@ __all__ = [
     "CHIPS_DIR",
     "DEFAULT_SPLITS",
     "LAYOUT_FILES",
+    "bigearthnet_patches",
     "fixed_batch",
     "load_method",
     "method_for_store",
@@ -79,6 +80,32 @@ def run_dir() -> Path:
         path = _RUN_DIR
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def bigearthnet_patches(
+    path: str, scratch: str | os.PathLike[str], n_simulated: int = 96, seed: int = 0
+) -> list[Path]:
+    """BigEarthNet-S1 patch folders for the multi-label task, or ``[]`` when there are none.
+
+    ``path``: a folder of patches; ``""``: ``<data dir>/bigearthnet-s1`` when it holds
+    patches (``sarlab data fetch bigearthnet-s1``); ``"simulated"``: ``n_simulated``
+    simulated patches written into ``scratch`` (the real layout, flood-simulator
+    landscapes); ``"none"``: none.
+    """
+    from sarlab.finetune.multilabel import find_bigearthnet_patches
+
+    if path == "none":
+        return []
+    if path == "simulated":
+        from sarlab.simulate.bigearthnet import write_bigearthnet_patches
+
+        return write_bigearthnet_patches(scratch, n_simulated, seed, progress=False)
+    if not path:
+        default = data_dir() / "bigearthnet-s1"
+        if not default.is_dir() or next(default.rglob("*_labels_metadata.json"), None) is None:
+            return []
+        path = str(default)
+    return find_bigearthnet_patches(path)
 
 
 # ---- chip stores ---------------------------------------------------------------------------

@@ -85,8 +85,12 @@ class SegmentationModel(nn.Module):
         return self
 
 
-def set_regime(model: SegmentationModel, regime: str, last_n: int = 2) -> SegmentationModel:
-    """Choose which encoder weights train: frozen, partial (last ``last_n`` blocks) or full."""
+def set_regime(model: nn.Module, regime: str, last_n: int = 2) -> nn.Module:
+    """Choose which encoder weights train: frozen, partial (last ``last_n`` blocks) or full.
+
+    ``model`` has an ``encoder`` and a ``regime`` attribute its ``train`` reads (a
+    :class:`SegmentationModel` or a multi-label classifier); it is returned.
+    """
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
     enc = model.encoder
@@ -132,13 +136,15 @@ def param_groups(
 ) -> list[dict[str, Any]]:
     """AdamW parameter groups with layer-wise LR decay (trainable parameters only).
 
-    Works for a :class:`SegmentationModel` (decay over encoder depth) and any other
-    model (one depth: every group at ``lr``). Each group carries ``lr_scale`` so a
+    Works for any model whose ``encoder`` is a ViT (decay over encoder depth: a
+    :class:`SegmentationModel`, a multi-label classifier) and any other model (one
+    depth: every group at ``lr``). Each group carries ``lr_scale`` so a
     schedule can rescale it.
     """
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-    depth = len(model.encoder.blocks) if isinstance(model, SegmentationModel) else 0
+    encoder = getattr(model, "encoder", None)
+    depth = len(encoder.blocks) if isinstance(encoder, ViTEncoder) else 0
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
