@@ -161,9 +161,9 @@ def split_by_scene(
     bounds = np.cumsum(fractions)[:2] * total
     for rank, k in enumerate(order):
         name = names[k]
-        left = len(names) - rank
-        if len(names) >= 3 and left <= 2 and "test" not in split_of.values():
-            split_of[name] = "test" if left == 1 or "val" in split_of.values() else "val"
+        missing = [s for s in ("val", "test") if s not in split_of.values()]
+        if len(names) >= 3 and len(names) - rank <= len(missing):
+            split_of[name] = missing[0]  # the last products fill a split still empty
         else:
             split_of[name] = SPLITS[int(np.searchsorted(bounds, done, side="right"))]
         done += counts[name]
@@ -221,13 +221,13 @@ def _scores(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
 
 
 def _encoder(kind: str, checkpoint: Any, encoder_kwargs: Mapping[str, Any]) -> ViTEncoder:
-    """The SSL encoder, its untrained twin, or (no checkpoint) a seeded preset for 120 px."""
+    """The SSL encoder, its untrained twin, or (no checkpoint) a tiny ViT/16 on 112 px crops."""
     if checkpoint is not None:
         encoder = encoder_for_store(checkpoint, list(BANDS), "dB", "sigma0")
         return ViTEncoder(encoder.config) if kind == "random" else encoder
     if kind == "ssl":
         raise ValueError("kind='ssl' needs a checkpoint")
-    kwargs = {"preset": "tiny", "patch_size": 8, **dict(encoder_kwargs)}
+    kwargs = {"preset": "tiny", "patch_size": 16, **dict(encoder_kwargs)}
     patch = int(kwargs["patch_size"])
     return vit_encoder(kwargs.pop("preset"), in_chans=len(BANDS),
                        img_size=(PATCH_PX // patch) * patch, **kwargs)  # fmt: skip

@@ -10,9 +10,11 @@ or a mail client still sees the figure. Interactively nothing is rendered twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import holoviews as hv
@@ -52,6 +54,28 @@ def _carry_options(element: Any) -> Any:
         return element
 
 
+@contextlib.contextmanager
+def _colorbars_without_redraw() -> Iterator[None]:
+    """Place colorbars by the axes' layout position instead of redrawing the figure.
+
+    HoloViews' matplotlib backend draws the whole figure before each colorbar to learn
+    where its axes ended up, so a layout of n colorbar panels costs n full draws (18
+    panels: 40 s of a 55 s render). The PNG twin is the same picture without them.
+    """
+    from holoviews.plotting.mpl.element import ColorbarPlot
+
+    original = ColorbarPlot._draw_colorbar
+
+    def draw_colorbar(self, element=None, dimension=None, redraw=True):
+        return original(self, element, dimension, redraw=False)
+
+    ColorbarPlot._draw_colorbar = draw_colorbar
+    try:
+        yield
+    finally:
+        ColorbarPlot._draw_colorbar = original
+
+
 def static_png(obj: Any) -> bytes:
     """PNG bytes of a HoloViews object drawn with the matplotlib backend."""
     import holoviews.plotting.mpl  # noqa: F401  (registers the backend once)
@@ -62,7 +86,7 @@ def static_png(obj: Any) -> bytes:
     twin = _first_frames(obj)
     if hasattr(twin, "map"):
         twin = twin.map(_carry_options, hv.Element)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _colorbars_without_redraw():
         warnings.simplefilter("ignore")
         figure = hv.render(twin, backend="matplotlib")
     buffer = io.BytesIO()

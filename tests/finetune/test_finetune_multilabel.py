@@ -57,6 +57,10 @@ def test_split_by_scene_keeps_each_product_in_one_split_and_fills_all_three():
     counts = {s: int((splits == s).sum()) for s in ("train", "val", "test")}
     assert counts["train"] >= 20 and counts["val"] > 0 and counts["test"] > 0
     assert (split_by_scene(scenes, seed=1) == splits).all()
+    # one huge product first still leaves products for val and test
+    lopsided = ["big"] * 50 + ["a", "b", "c"]
+    for seed in range(10):
+        assert set(split_by_scene(lopsided, seed=seed)) == {"train", "val", "test"}
     with pytest.raises(ValueError, match="summing to 1"):
         split_by_scene(scenes, (0.5, 0.2, 0.2))
 
