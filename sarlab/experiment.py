@@ -352,8 +352,16 @@ def load_method(checkpoint: str | os.PathLike[str], device: str | torch.device =
 
 
 def publish_checkpoint(checkpoint: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Copy a checkpoint folder to ``dest`` (replaced atomically): a stable path for later steps."""
+    """Copy a checkpoint folder to ``dest`` (replaced atomically): a stable path for later steps.
+
+    Under torchrun only rank 0 copies (it alone wrote the checkpoint); other ranks get
+    ``dest`` back unchanged.
+    """
+    from sarlab.run_ranks import is_follower
+
     src, dest = Path(checkpoint), Path(dest)
+    if is_follower():
+        return dest
     if not (src / "model_card.json").is_file():
         raise InputError(src, "is not a checkpoint folder (no model_card.json)")
     with atomic_directory(dest, overwrite=True) as tmp:

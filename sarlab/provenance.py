@@ -142,7 +142,10 @@ def record_metrics(metrics: Mapping[str, Any], run_dir: str | Path | None = None
 
     Call it with a few headline numbers (``{"SOD_f1_ssl": 41.2}``); calls add up (later
     values win). Outside ``sarlab run`` the file goes to the interactive run folder.
+    Under torchrun only rank 0 writes (the path is returned on every rank).
     """
+    from sarlab.run_ranks import is_follower
+
     if run_dir is None and os.environ.get("SARLAB_RUN_DIR"):
         run_dir = os.environ["SARLAB_RUN_DIR"]
     if run_dir is None:  # interactive: the kernel's run folder (imports torch, hence late)
@@ -152,6 +155,8 @@ def record_metrics(metrics: Mapping[str, Any], run_dir: str | Path | None = None
     folder = Path(run_dir)
     step = os.environ.get("SARLAB_STEP", "interactive")
     path = folder / METRICS_DIR / f"{step}.json"
+    if is_follower():
+        return path
     current = read_step_metrics(folder, step)
     current.update(_plain(dict(metrics)))
     return atomic_write_json(path, current)

@@ -12,6 +12,8 @@ folder is restored from it instead of run again (:mod:`sarlab.run_cache`); ``for
 reruns everything or the named steps. A pipeline with a ``sweep`` section expands into one
 run per point, executed in parallel (:mod:`sarlab.sweep`). ``--rerun RUN_ID`` runs a
 recorded run again from its run.json and says whether the metrics came out identical.
+Under torchrun every rank executes the notebooks and rank 0 alone writes the run
+(:mod:`sarlab.run_ranks`).
 
 A failing cell fails its step and the run; the remaining steps are skipped and recorded as
 such; the executed notebook, error included, is still exported to HTML. Ctrl-C records the
@@ -45,6 +47,7 @@ from sarlab.run_cache import (
     snapshot,
     step_lock,
 )
+from sarlab.run_ranks import follow_run, torchrun_rank, torchrun_run_id
 from sarlab.run_step import execute_notebook, export_step, finished, select_kernel
 
 __all__ = ["RunResult", "StepResult", "run_pipeline", "select_kernel"]
@@ -250,8 +253,14 @@ def run_pipeline(
     if not isinstance(force, bool) and set(force) - names:
         raise PipelineError(pipeline.path, f"--force-step: no step {sorted(set(force) - names)}")
     reports_dir = Path(reports_dir).resolve()  # papermill changes the working directory
-    run_dir = _make_run_dir(reports_dir, run_id, pipeline.name)
     kernel = select_kernel()
+    rank, world = torchrun_rank()
+    if world > 1:  # one DDP job across the ranks: one run folder, every step executed
+        run_id, cache = run_id or torchrun_run_id(pipeline.name), False
+        if rank > 0:
+            status = follow_run(pipeline, reports_dir / run_id, rank, kernel[0])
+            return RunResult(run_id, reports_dir / run_id, status["status"], (), status)
+    run_dir = _make_run_dir(reports_dir, run_id, pipeline.name)
     record = new_run_record(pipeline, run_dir.name, overrides, kernel)
     record.update(
         hardware=hardware_info(), code_version=code_version(), seeds=seeds_of(record["steps"]),

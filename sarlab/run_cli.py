@@ -21,6 +21,7 @@ from sarlab.pipeline import load_pipeline
 from sarlab.report import RUN_RECORD, write_run_record
 from sarlab.run import RunResult, run_pipeline
 from sarlab.run_cache import code_version
+from sarlab.run_ranks import RANKS_DIR
 from sarlab.sweep import run_sweep
 
 __all__ = ["compare_metrics", "register_cli", "rerun"]
@@ -86,6 +87,11 @@ def _print_steps(result: RunResult) -> None:
 
 
 def _report_run(result: RunResult) -> int:
+    if "rank" in result.record:  # a torchrun rank other than 0: rank 0 reports the run
+        where = result.run_dir / RANKS_DIR / f"rank{result.record['rank']}"
+        print(f"rank {result.record['rank']} of run {result.run_id}: {result.status}; "
+              f"its notebooks: {where}", file=sys.stderr)  # fmt: skip
+        return 0 if result.ok else 1
     _print_steps(result)
     index = result.run_dir.parent / "index.html"
     check = result.record.get("rerun_check")

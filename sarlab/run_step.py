@@ -144,9 +144,15 @@ def execute_notebook(
     timeout: float | None = None,
     time_limit: float | None = None,
     progress: bool = False,
+    notebook_dir: Path | None = None,
 ) -> tuple[nbformat.NotebookNode, dict | None]:
-    """Run one notebook into ``run_dir/<step>.ipynb``; returns (executed notebook, error)."""
-    partial = run_dir / f".{step_name}.partial.ipynb"
+    """Run one notebook into ``run_dir/<step>.ipynb``; returns (executed notebook, error).
+
+    ``notebook_dir`` puts the executed notebook elsewhere while the kernel still writes
+    its artifacts to ``run_dir`` (torchrun ranks other than 0 share rank 0's run folder).
+    """
+    notebook_dir = run_dir if notebook_dir is None else notebook_dir
+    partial = notebook_dir / f".{step_name}.partial.ipynb"
     env = {"SARLAB_RUN_DIR": str(run_dir), "SARLAB_RUN_ID": run_dir.name, "SARLAB_STEP": step_name}
     failure: Exception | None = None
     with _environ(env), _Watchdog(time_limit, env) as watchdog:
@@ -171,13 +177,13 @@ def execute_notebook(
             message=f"the notebook ran past its time_limit of {time_limit:g} s; kernel stopped",
         )
     if nb is not None:
-        os.replace(partial, run_dir / f"{step_name}.ipynb")
+        os.replace(partial, notebook_dir / f"{step_name}.ipynb")
     else:  # the kernel never started: keep the source, with the reason on top
         nb = nbformat.read(notebook, as_version=4)
         reason = f"{error['name']}: {error['message']}" if error else "unknown"
         message = f"**This notebook did not run.** `{reason}`"
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(message))
-        atomic_write_text(run_dir / f"{step_name}.ipynb", nbformat.writes(nb))
+        atomic_write_text(notebook_dir / f"{step_name}.ipynb", nbformat.writes(nb))
     return nb, error
 
 
