@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,12 +89,15 @@ def knn_baseline(
     seed: int = 0,
     k: int = 20,
     split: str = "test",
+    cache: dict | None = None,
 ) -> dict[str, float]:
     """:func:`knn_probe` of the checkpoint's encoder (``ssl``) or its seeded random twin
     (``random``) per task, trained on the chips :func:`finetune` would label, scored on ``split``.
 
     Nothing is trained, so the score measures the frozen features alone: the cleanest
-    test of what pretraining put into the encoder.
+    test of what pretraining put into the encoder. ``cache`` (a dict the caller keeps)
+    holds the held-out features between calls: they do not depend on the label fraction,
+    nor, for ``ssl``, on the seed, so a grid embeds them once per encoder.
     """
     from sarlab.finetune.model import TASK_CLASSES, encoder_for_store
     from sarlab.finetune.train import sample_label_fraction, score_predictions
@@ -113,7 +117,14 @@ def knn_baseline(
             encoder = ViTEncoder(encoder.config)
     picks = sample_label_fraction(len(train), label_fraction, seed).tolist()
     xtr, ltr = _embed(encoder, DataLoader(Subset(train, picks), batch_size=64))
-    xte, lte = _embed(encoder, DataLoader(held_out, batch_size=64))
+    key = (str(Path(store_path).resolve()), str(checkpoint), kind,
+           seed if kind == "random" else None, split)  # fmt: skip
+    if cache is not None and key in cache:
+        xte, lte = cache[key]
+    else:
+        xte, lte = _embed(encoder, DataLoader(held_out, batch_size=64))
+        if cache is not None:
+            cache[key] = (xte, lte)
     true, pred = {}, {}
     for task in tasks:
         i = list(attrs["label_vars"]).index(task)

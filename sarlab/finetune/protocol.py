@@ -97,7 +97,7 @@ def label_efficiency(
     ice = [t for t in chosen if t in ("SIC", "SOD", "FLOE")]
     rows: list[dict[str, Any]] = []
     grid = [(f, s, k) for f in fractions for s in seeds for k in kinds]
-    otsu = None
+    otsu, held_out = None, {}  # held_out: kNN features of the test chips, per encoder
     for fraction, seed, kind in tqdm(grid, desc="label efficiency", disable=not progress):
         result = finetune(
             store.path, kind, checkpoint, tasks=tasks, label_fraction=fraction, seed=seed,
@@ -113,7 +113,8 @@ def label_efficiency(
                 rows.append(_baseline_row("random_forest", fraction, seed, rf))
         if knn and kind == kinds[-1]:
             for twin in ("ssl", "random"):
-                scores = knn_baseline(store.path, checkpoint, twin, chosen, fraction, seed)
+                scores = knn_baseline(store.path, checkpoint, twin, chosen, fraction, seed,
+                                      cache=held_out)  # fmt: skip
                 rows.append(_baseline_row(f"{twin}_knn", fraction, seed, scores))
         runs = _save(rows, out, settings)
     return runs

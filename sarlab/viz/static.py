@@ -60,7 +60,7 @@ def _colorbars_without_redraw() -> Iterator[None]:
 
     HoloViews' matplotlib backend draws the whole figure before each colorbar to learn
     where its axes ended up, so a layout of n colorbar panels costs n full draws (18
-    panels: 40 s of a 55 s render). The PNG twin is the same picture without them.
+    panels: 40 s of a 55 s render). The PNG twin comes out the same without those draws.
     """
     from holoviews.plotting.mpl.element import ColorbarPlot
 

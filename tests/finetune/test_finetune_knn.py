@@ -45,3 +45,17 @@ def test_knn_baseline_scores_frozen_encoders_on_held_out_chips(ice_store, checkp
     assert twin != knn_baseline(ice_store.path, ckpt, "ssl", ["SOD"], 0.5, seed=1, k=5)
     with pytest.raises(ValueError, match="kind"):
         knn_baseline(ice_store.path, ckpt, "unet", ["SOD"])
+
+
+def test_held_out_features_are_shared_through_the_cache_without_changing_scores(
+    ice_store, checkpoint_for
+):
+    ckpt = checkpoint_for(ice_store)
+    cache: dict = {}
+    for kind, fraction, seed in [("ssl", 0.5, 0), ("ssl", 0.05, 1), ("random", 0.5, 0),
+                                 ("random", 0.5, 1)]:  # fmt: skip
+        cached = knn_baseline(ice_store.path, ckpt, kind, ["SOD"], fraction, seed, k=5,
+                              cache=cache)  # fmt: skip
+        assert cached == knn_baseline(ice_store.path, ckpt, kind, ["SOD"], fraction, seed, k=5)
+    # one entry for the SSL encoder (any seed), one per seed for the random twin
+    assert len(cache) == 3
