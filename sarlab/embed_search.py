@@ -146,7 +146,7 @@ def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.nd
         else:
             import umap
 
-            reducer = umap.UMAP(n_components=2, random_state=seed, metric="cosine")
+            reducer = umap.UMAP(n_components=2, random_state=seed, metric="cosine", n_jobs=1)
             return reducer.fit_transform(np.asarray(x, np.float32)).astype(np.float32), "umap"
     if method != "pca":
         raise ValueError(f"unknown projection {method!r}; expected 'pca' or 'umap'")

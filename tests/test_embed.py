@@ -160,8 +160,11 @@ def test_structure_shapes_and_knn_accuracy():
     assert scores.shape == (120, 3) and np.all(np.diff(ratio) <= 0) and ratio.sum() <= 1
     rgb = pca_rgb(x)
     assert rgb.shape == (120, 3) and rgb.min() >= 0 and rgb.max() <= 1
-    xy, used = project_2d(x, "umap")
-    assert xy.shape == (120, 2) and used in ("umap", "pca")
+    xy, used = project_2d(x, "umap")  # umap-learn is a notebook dependency
+    assert xy.shape == (120, 2) and used == "umap"
+    # neighbours stay neighbours: every point's nearest projected point is of its group
+    nearest = np.argsort(((xy[:, None] - xy[None]) ** 2).sum(-1), axis=1)[:, 1]
+    assert (y[nearest] == y).mean() > 0.95
     assert knn_accuracy(x[::2], y[::2], x[1::2], y[1::2], k=5) == 1.0
     assert knn_accuracy(x[::2], rng.permutation(y[::2]), x[1::2], y[1::2], k=5) < 0.8
 

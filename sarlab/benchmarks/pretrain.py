@@ -3,9 +3,9 @@ against the same ViT built from ``torch.nn.TransformerEncoderLayer``.
 
 * Per method: a full training step as :func:`sarlab.train.fit` runs it (forward,
   backward, gradient clipping, AdamW with the :class:`~sarlab.train_config.TrainConfig`
-  defaults) on synthetic normalised chips, after warmup steps; methods take turns,
-  ``rounds`` times, so a burst of load from elsewhere spreads over all of them; the
-  median step time gives images/s. Memory: peak of one step (optimiser state
+  defaults) on synthetic normalised chips, after warmup steps, one method at a time
+  (as a training run trains one; ``rounds`` blocks of timed steps each); the median
+  step time gives images/s. Memory: peak of one step (optimiser state
   included): ``max_memory_allocated`` on CUDA, live tensor storages on CPU
   (:class:`~sarlab.benchmarks.measure.TensorMemory`).
 * MFU: model FLOP/s (:mod:`sarlab.benchmarks.flops`: matmul FLOPs, training = 3x
@@ -31,6 +31,7 @@ Numbers are reported and compared with targets, never asserted by tests.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 from collections.abc import Callable
@@ -78,7 +79,7 @@ class PretrainBenchSettings:
     methods: tuple[str, ...] = METHODS
     warmup_steps: int = 3
     timed_steps: int = 5  # per round
-    rounds: int = 3  # interleaved rounds: ours/ref alternate, methods take turns
+    rounds: int = 3  # timed blocks per method; ours/ref alternate block by block
     device: str = "auto"  # auto: cuda when present, else cpu
     precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 on cpu
     threads: int | None = None  # torch.set_num_threads for the run; None keeps the current
@@ -194,22 +195,24 @@ class _MethodRun:
 
 
 def _bench_methods(settings, device, autocast) -> dict[str, dict[str, Any]]:
-    """Every method's FLOPs and memory, then its timed steps, round-robin over methods so a
-    burst of load from elsewhere on the machine spreads over all of them."""
-    runs = [_MethodRun(name, settings, device, autocast) for name in settings.methods]
+    """Every method's FLOPs, memory and timed steps, one method alive at a time.
+
+    A training run trains one method, so each is measured alone: with the five alive
+    and taking turns, every switch cost mae 15-50 % of its speed on a 2-core CPU (the
+    caches and the allocator's free lists held another method's tensors). Load from
+    elsewhere shows in ``cpu_share`` instead.
+    """
     results = {}
-    for run_ in runs:
-        results[run_.name] = run_.flops()
+    for name in settings.methods:
+        run_ = _MethodRun(name, settings, device, autocast)
+        out = run_.flops()
         run_.step()  # creates the optimiser state the memory step should see
-        results[run_.name].update(run_.memory())
-    for r in range(settings.rounds):
-        warmup = settings.warmup_steps if r == 0 else 1
-        for run_ in runs:
+        out.update(run_.memory())
+        for r in range(settings.rounds):
+            warmup = settings.warmup_steps if r == 0 else 1
             wall, cpu = time_steps(run_.step, warmup, settings.timed_steps, device)
             run_.times += wall
             run_.cpu_times += cpu
-    for run_ in runs:
-        out = results[run_.name]
         step_s = median(run_.times)
         out["train_flops"] = 3 * out["forward_flops"]
         out.update(
@@ -219,6 +222,9 @@ def _bench_methods(settings, device, autocast) -> dict[str, dict[str, Any]]:
             cpu_share=cpu_share(run_.times, run_.cpu_times),
             train_flops_per_image=out["train_flops"] / settings.batch_size,
         )
+        results[name] = out
+        del run_
+        gc.collect()
     return results
 
 

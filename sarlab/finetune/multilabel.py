@@ -371,10 +371,13 @@ def random_forest_multilabel(
     train = np.flatnonzero(splits == "train")
     labelled = train[sample_label_fraction(len(train), label_fraction, seed)]
     test = np.flatnonzero(splits == "test")
-    feats = patch_features(np.stack([data.image(i) for i in range(len(data))]))
+
+    def features(index: np.ndarray) -> np.ndarray:  # only the patches used are read
+        return patch_features(np.stack([data.image(int(i)) for i in index]))
+
     forest = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=-1)
-    forest.fit(feats[labelled], data.targets[labelled])
-    proba = forest.predict_proba(feats[test])
+    forest.fit(features(labelled), data.targets[labelled])
+    proba = forest.predict_proba(features(test))
     # one (n, 2) array per class; a class the labelled patches never (or always) show
     # gives (n, 1): its score is that constant
     scores = np.stack(
