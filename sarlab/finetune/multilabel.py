@@ -252,6 +252,7 @@ def finetune_multilabel(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     encoder_kwargs: Mapping[str, Any] | None = None,
+    cache: bool = True,
     progress: bool = True,
 ) -> MultiLabelResult:
     """Fine-tune ``kind`` (ssl | random) on ``label_fraction`` of the training patches.
@@ -260,9 +261,10 @@ def finetune_multilabel(
     0, the same for every run so seeds vary only labels and weights). A checkpoint's
     card must say VV/VH sigma0 in dB; ``random`` with a checkpoint is its untrained
     twin. Bands are normalised with statistics of the labelled patches. The best
-    validation mAP picks the weights the test split is scored with.
+    validation mAP picks the weights the test split is scored with. ``cache=False``
+    reads every patch from disk each epoch (the full archive does not fit in memory).
     """
-    data = BigEarthNetS1Dataset(patches, scheme=scheme)
+    data = BigEarthNetS1Dataset(patches, scheme=scheme, cache=cache)
     splits = split_by_scene(data.scenes) if splits is None else np.asarray(splits)
     if len(splits) != len(data):
         raise ValueError(f"{len(splits)} split names for {len(data)} patches")

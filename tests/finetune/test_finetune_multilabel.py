@@ -104,6 +104,8 @@ def test_finetuning_learns_the_labels_and_repeats_by_seed(patches):
     assert again.test_map == run.test_map and again.history == run.history
     few = finetune_multilabel(patches, "random", seed=0, label_fraction=0.1, lr=3e-3, **args)
     assert few.n_train_patches == max(1, round(0.1 * run.n_train_patches))
+    uncached = finetune_multilabel(patches, "random", seed=0, lr=3e-3, cache=False, **args)
+    assert uncached.test_map == run.test_map  # reading from disk each time changes nothing
 
 
 def test_forest_beats_chance_on_the_test_patches(patches):
